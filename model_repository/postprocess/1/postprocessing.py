@@ -1,0 +1,81 @@
+"""Scores, top-k and the dominant colour: pure numpy, shared by `model.py` and the tests."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Palette:
+    hex_codes: tuple[str, ...]
+    names: tuple[str, ...]
+
+    @property
+    def rgb(self) -> np.ndarray:
+        """[len, 3] float64 RGB values of the palette colours."""
+        return np.array([[int(code[i : i + 2], 16) for i in (1, 3, 5)] for code in self.hex_codes])
+
+
+RGB_PALETTE = Palette(
+    hex_codes=(
+        "#FF0000", "#FF8000", "#FFFF00", "#80FF00", "#00FF00", "#00FF80",
+        "#00FFFF", "#0080FF", "#0000FF", "#8000FF", "#FF00FF", "#FF0080",
+    ),
+    names=(
+        "red", "orange", "yellow", "chartreuse", "green", "spring green",
+        "cyan", "azure", "blue", "violet", "magenta", "rose",
+    ),
+)  # fmt: skip
+RYB_PALETTE = Palette(
+    hex_codes=(
+        "#FE2712", "#FC600A", "#FB9902", "#FCCC1A", "#FEFE33", "#B2D732",
+        "#66B032", "#347C98", "#0247FE", "#4424D6", "#8601AF", "#C21460",
+    ),
+    names=(
+        "red", "red-orange", "orange", "yellow-orange", "yellow", "yellow-green",
+        "green", "blue-green", "blue", "blue-violet", "violet", "red-violet",
+    ),
+)  # fmt: skip
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax in float64 (stable for any logit range), returned as float32."""
+    shifted = logits.astype(np.float64) - logits.max(axis=1, keepdims=True)
+    exponentials = np.exp(shifted)
+    return (exponentials / exponentials.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def top_k(probabilities: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indices [N, k] (most probable first, ties by lower index) and their probabilities."""
+    k = min(k, probabilities.shape[1])
+    indices = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
+    return indices.astype(np.int32), np.take_along_axis(probabilities, indices, axis=1)
+
+
+def palette_scores(thumbnails: np.ndarray, sizes: np.ndarray, palette: Palette) -> np.ndarray:
+    """[N, len(palette)]: per image, the mean Euclidean RGB distance of its pixels to each colour.
+
+    `thumbnails` is uint8 [N, S, S, 3] zero-padded; `sizes` [N, 2] gives each valid (h, w).
+    """
+    count, side = thumbnails.shape[0], thumbnails.shape[1]
+    rows = np.arange(side)
+    valid = (rows[None, :, None] < sizes[:, 0, None, None]) & (
+        rows[None, None, :] < sizes[:, 1, None, None]
+    )
+    pixels_per_image = np.maximum(valid.sum(axis=(1, 2)), 1)
+    pixels = thumbnails.astype(np.float64)
+    scores = np.empty((count, len(palette.hex_codes)))
+    for index, colour in enumerate(palette.rgb):
+        distance = np.sqrt(((pixels - colour) ** 2).sum(axis=-1))
+        scores[:, index] = (distance * valid).sum(axis=(1, 2)) / pixels_per_image
+    return scores
+
+
+def dominant_colours(
+    thumbnails: np.ndarray, sizes: np.ndarray, palette: Palette
+) -> tuple[list[str], list[str]]:
+    """Hex codes and names of the palette colour with the lowest mean distance, per image."""
+    winners = palette_scores(thumbnails, sizes, palette).argmin(axis=1)
+    return [palette.hex_codes[i] for i in winners], [palette.names[i] for i in winners]

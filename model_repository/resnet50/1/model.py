@@ -1,0 +1,87 @@
+"""resnet50 on CPU: the exported ONNX run by ONNX Runtime, all requests of a call in one run.
+
+Loaded only through `configs/cpu.pbtxt`; on GPU hosts `config.pbtxt` serves `model.plan` with
+the TensorRT backend and this file is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import triton_python_backend_utils as pb_utils
+
+
+def _parameter(parameters: dict, name: str, default: str) -> str:
+    return parameters.get(name, {}).get("string_value", default)
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict) -> None:
+        config = json.loads(args["model_config"])
+        parameters = config.get("parameters", {})
+        model_path = (
+            Path(args["model_repository"])
+            / args["model_version"]
+            / _parameter(parameters, "model_file", "model.onnx")
+        )
+        if not model_path.exists():
+            raise pb_utils.TritonModelException(
+                f"{model_path} is missing: export it with `make setup`"
+            )
+        options = ort.SessionOptions()
+        try:
+            options.intra_op_num_threads = int(_parameter(parameters, "intra_op_threads", "2"))
+            options.inter_op_num_threads = int(_parameter(parameters, "inter_op_threads", "1"))
+        except ValueError as exc:
+            raise pb_utils.TritonModelException(
+                f"thread parameters must be integers: {exc}"
+            ) from exc
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self.session = ort.InferenceSession(
+            str(model_path), options, providers=["CPUExecutionProvider"]
+        )
+        self.input_name = self.session.get_inputs()[0].name
+        self.num_classes = self.session.get_outputs()[0].shape[1]
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        pb_utils.Logger.log_info(
+            f"resnet50: ONNX Runtime {ort.__version__} on {model_path.name}, "
+            f"{options.intra_op_num_threads} intra-op threads, weights "
+            f"{metadata.get('weights', 'unknown')}"
+        )
+        if "warning" in metadata:
+            pb_utils.Logger.log_warn(f"resnet50: {metadata['warning']}")
+
+    def execute(self, requests: list) -> list:
+        tensors = [pb_utils.get_input_tensor_by_name(request, "input") for request in requests]
+        batches = [tensor.as_numpy() for tensor in tensors if tensor is not None]
+        try:
+            logits = self.run(np.concatenate(batches)) if batches else None
+        except Exception as exc:  # ONNX Runtime raises its own types: every request gets it
+            return [self._error(f"ONNX Runtime failed: {exc}") for _ in requests]
+        responses, offset = [], 0
+        for tensor in tensors:
+            if tensor is None:
+                responses.append(self._error("input 'input' is missing"))
+                continue
+            rows = tensor.shape()[0]
+            responses.append(
+                pb_utils.InferenceResponse(
+                    output_tensors=[pb_utils.Tensor("logits", logits[offset : offset + rows])]
+                )
+            )
+            offset += rows
+        return responses
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        if len(batch) == 0:
+            return np.zeros((0, self.num_classes), dtype=np.float32)
+        return self.session.run(["logits"], {self.input_name: batch})[0]
+
+    @staticmethod
+    def _error(message: str):
+        return pb_utils.InferenceResponse(
+            error=pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
+        )

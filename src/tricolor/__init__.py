@@ -1,0 +1,1 @@
+"""tricolor: image classification and dominant colours, served by NVIDIA Triton."""

@@ -1,0 +1,151 @@
+"""`tricolor`: run the embedded server and classify images from the terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from tricolor.client import PROTOCOLS, Classification, TricolorClient
+from tricolor.launcher import ServerOptions, serve
+from tricolor.settings import DEFAULT_BIND_ADDRESS, MODEL_REPOSITORY, Ports, default_triton_url
+
+
+def default_url(protocol: str) -> str:
+    """`TRITON_URL` is the gRPC address; HTTP defaults to the local `HTTP_PORT`."""
+    if protocol == "grpc":
+        return default_triton_url()
+    return f"localhost:{Ports.from_env().http}"
+
+
+def _swatch(hex_code: str, name: str) -> Text:
+    return Text.assemble(("  ", f"on {hex_code.lower()}"), f" {hex_code} {name}")
+
+
+def render_table(results: list[Classification], console: Console) -> None:
+    for result in results:
+        if result.error is not None:
+            console.print(Text.assemble((result.path, "bold red"), f": refused: {result.error}"))
+            continue
+        console.print(Text(result.path, style="bold"), soft_wrap=True)
+        table = Table(show_edge=False)
+        table.add_column("#", justify="right")
+        table.add_column("label")
+        table.add_column("score", justify="right")
+        table.add_column("class", justify="right")
+        for rank, (label, score, class_id) in enumerate(
+            zip(result.labels, result.scores, result.class_ids, strict=True), start=1
+        ):
+            table.add_row(str(rank), label, f"{score:.4f}", str(class_id))
+        console.print(table)
+        console.print(
+            Text.assemble(
+                "  colour RGB ",
+                _swatch(result.color_rgb, result.color_rgb_name),
+                "   RYB ",
+                _swatch(result.color_ryb, result.color_ryb_name),
+            )
+        )
+        second = "  second look taken" if result.second_look else ""
+        console.print(f"  latency {result.latency_ms:.1f} ms{second}\n")
+    weights = {result.weights for result in results if result.error is None}
+    if weights & {"random", "random_fallback"}:
+        console.print(
+            "[bold yellow]WARNING: the server runs seeded RANDOM weights: these labels mean "
+            "nothing. Re-export with ImageNet weights (`.venv-export/bin/python "
+            "build_engines/export.py --weights imagenet --force`, needs the torchvision "
+            "checkpoint) and restart the server.[/]"
+        )
+
+
+def command_classify(args: argparse.Namespace) -> int:
+    paths = [Path(path) for path in args.images]
+    missing = [str(path) for path in paths if not path.is_file()]
+    if missing:
+        print(f"tricolor: no such file: {', '.join(missing)}", file=sys.stderr)
+        return 2
+    url = args.url or default_url(args.protocol)
+    with TricolorClient(url, protocol=args.protocol, timeout_s=args.timeout) as client:
+        if not client.is_ready():
+            print(
+                f"tricolor: no ready Triton with `classify` at {url} ({args.protocol}); "
+                "start one with `make serve`",
+                file=sys.stderr,
+            )
+            return 3
+        results = client.classify_many(
+            [path.read_bytes() for path in paths], [str(path) for path in paths], args.concurrency
+        )
+    if args.json:
+        print(json.dumps([result.to_json() for result in results], indent=2))
+    else:
+        render_table(results, Console())
+    return 1 if any(result.error for result in results) else 0
+
+
+def command_serve(args: argparse.Namespace) -> int:
+    options = ServerOptions(
+        address=args.host,
+        model_repository=Path(args.model_repository),
+        config_name=None if args.config_name == "default" else args.config_name,
+        model_control="explicit" if args.allow_model_control else "none",
+        prefer=args.tritonserver,
+        log_verbose=args.log_verbose,
+    )
+    return serve(options)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tricolor", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    classify = commands.add_parser("classify", help="classify images with the running server")
+    classify.add_argument("images", nargs="+", metavar="IMAGE")
+    classify.add_argument("--url", help="server host:port (default: TRITON_URL or localhost)")
+    classify.add_argument("--protocol", choices=PROTOCOLS, default="grpc")
+    classify.add_argument("--json", action="store_true", help="print one JSON array")
+    classify.add_argument("--concurrency", type=int, default=4, help="requests in flight")
+    classify.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    classify.set_defaults(handler=command_classify)
+
+    serve_parser = commands.add_parser("serve", help="run the embedded Triton in the foreground")
+    serve_parser.add_argument(
+        "--host",
+        default=os.environ.get("TRITON_HOST", DEFAULT_BIND_ADDRESS),
+        help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it to the network)",
+    )
+    serve_parser.add_argument("--model-repository", default=str(MODEL_REPOSITORY))
+    serve_parser.add_argument(
+        "--config-name",
+        default="cpu",
+        help="Triton --model-config-name: `cpu` (embedded) or `default` (config.pbtxt, GPU)",
+    )
+    serve_parser.add_argument(
+        "--tritonserver",
+        choices=("auto", "embedded", "system"),
+        default="auto",
+        help="the wheel's binary (embedded), one on PATH (system), or embedded if installed",
+    )
+    serve_parser.add_argument(
+        "--allow-model-control",
+        action="store_true",
+        help="let API clients load and unload models (off by default)",
+    )
+    serve_parser.add_argument("--log-verbose", type=int, default=0)
+    serve_parser.set_defaults(handler=command_serve)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

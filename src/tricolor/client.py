@@ -1,0 +1,164 @@
+"""The one tritonclient wrapper: send encoded images to `classify`, get typed results back.
+
+Each image goes in its own request (concurrently), so a refused image costs nobody else
+their answer and every result carries its own latency.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from tritonclient.utils import InferenceServerException
+
+MODEL_NAME = "classify"
+OUTPUTS = (
+    "LABELS",
+    "SCORES",
+    "CLASS_IDS",
+    "COLOR_RGB",
+    "COLOR_RYB",
+    "COLOR_RGB_NAME",
+    "COLOR_RYB_NAME",
+    "SECOND_LOOK",
+    "WEIGHTS",
+)
+PROTOCOLS = ("grpc", "http")
+
+
+@dataclass
+class Classification:
+    """One image's answer, or `error` with the server's reason instead."""
+
+    path: str
+    labels: list[str] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+    class_ids: list[int] = field(default_factory=list)
+    color_rgb: str = ""
+    color_ryb: str = ""
+    color_rgb_name: str = ""
+    color_ryb_name: str = ""
+    second_look: bool = False
+    weights: str = ""
+    latency_ms: float = 0.0
+    error: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The CLI's `--json` element: `error` replaces the results of a refused image."""
+        data = asdict(self)
+        if self.error is None:
+            del data["error"]
+            return data
+        return {"path": self.path, "error": self.error, "latency_ms": self.latency_ms}
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def rows_to_classifications(
+    outputs: dict[str, np.ndarray], paths: list[str], latency_ms: float
+) -> list[Classification]:
+    """Split a batched `classify` response into one `Classification` per row."""
+    return [
+        Classification(
+            path=path,
+            labels=[_text(label) for label in outputs["LABELS"][row]],
+            scores=[float(score) for score in outputs["SCORES"][row]],
+            class_ids=[int(index) for index in outputs["CLASS_IDS"][row]],
+            color_rgb=_text(outputs["COLOR_RGB"][row][0]),
+            color_ryb=_text(outputs["COLOR_RYB"][row][0]),
+            color_rgb_name=_text(outputs["COLOR_RGB_NAME"][row][0]),
+            color_ryb_name=_text(outputs["COLOR_RYB_NAME"][row][0]),
+            second_look=bool(outputs["SECOND_LOOK"][row][0]),
+            weights=_text(outputs["WEIGHTS"][row][0]),
+            latency_ms=latency_ms,
+        )
+        for row, path in enumerate(paths)
+    ]
+
+
+class TricolorClient:
+    """A `classify` client over gRPC (default) or HTTP; `url` is `host:port`."""
+
+    def __init__(self, url: str, protocol: str = "grpc", timeout_s: float = 60.0) -> None:
+        if protocol not in PROTOCOLS:
+            raise ValueError(f"protocol must be one of {PROTOCOLS}, not {protocol!r}")
+        self.url = url
+        self.protocol = protocol
+        self.timeout_s = timeout_s
+        self._module = grpcclient if protocol == "grpc" else httpclient
+        self._grpc = grpcclient.InferenceServerClient(url=url) if protocol == "grpc" else None
+        self._per_thread = threading.local()
+        self._http_clients: list[httpclient.InferenceServerClient] = []
+
+    @property
+    def _client(self) -> grpcclient.InferenceServerClient | httpclient.InferenceServerClient:
+        """gRPC: one shared channel. HTTP: one client per thread (gevent is not thread-safe)."""
+        if self._grpc is not None:
+            return self._grpc
+        client = getattr(self._per_thread, "http", None)
+        if client is None:
+            client = httpclient.InferenceServerClient(
+                url=self.url, network_timeout=self.timeout_s, connection_timeout=self.timeout_s
+            )
+            self._per_thread.http = client
+            self._http_clients.append(client)
+        return client
+
+    def close(self) -> None:
+        for client in [self._grpc, *self._http_clients]:
+            if client is not None:
+                client.close()
+
+    def __enter__(self) -> TricolorClient:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def is_ready(self) -> bool:
+        try:
+            return bool(self._client.is_server_ready()) and bool(
+                self._client.is_model_ready(MODEL_NAME)
+            )
+        except (InferenceServerException, ConnectionError, OSError):
+            return False
+
+    def infer_batch(self, images: list[bytes]) -> dict[str, np.ndarray]:
+        """All images as rows of one request; raises `InferenceServerException` if any is bad."""
+        data = np.array(images, dtype=np.object_).reshape(-1, 1)
+        image_input = self._module.InferInput("IMAGE", list(data.shape), "BYTES")
+        image_input.set_data_from_numpy(data)
+        requested = [self._module.InferRequestedOutput(name) for name in OUTPUTS]
+        kwargs: dict[str, Any] = {"outputs": requested}
+        if self.protocol == "grpc":
+            kwargs["client_timeout"] = self.timeout_s
+        result = self._client.infer(MODEL_NAME, [image_input], **kwargs)
+        return {name: result.as_numpy(name) for name in OUTPUTS}
+
+    def classify_batch(self, images: list[bytes], paths: list[str]) -> list[Classification]:
+        started = time.perf_counter()
+        outputs = self.infer_batch(images)
+        return rows_to_classifications(outputs, paths, (time.perf_counter() - started) * 1e3)
+
+    def classify_one(self, image: bytes, path: str = "") -> Classification:
+        started = time.perf_counter()
+        try:
+            return self.classify_batch([image], [path])[0]
+        except InferenceServerException as exc:
+            elapsed = (time.perf_counter() - started) * 1e3
+            return Classification(path=path, error=exc.message(), latency_ms=elapsed)
+
+    def classify_many(
+        self, images: list[bytes], paths: list[str], concurrency: int = 4
+    ) -> list[Classification]:
+        """One request per image, `concurrency` in flight; results in input order."""
+        with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
+            return list(pool.map(self.classify_one, images, paths))

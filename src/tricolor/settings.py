@@ -1,0 +1,56 @@
+"""Where things are and which ports they use: one place for every default."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+MODEL_REPOSITORY = PROJECT_ROOT / "model_repository"
+LOCAL_STATE_DIR = PROJECT_ROOT / ".tricolor"
+
+DEFAULT_HTTP_PORT = 8000
+DEFAULT_GRPC_PORT = 8001
+DEFAULT_METRICS_PORT = 8002
+DEFAULT_UI_PORT = 7860
+DEFAULT_BIND_ADDRESS = "127.0.0.1"
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise SystemExit(f"{name}={value!r} is not a port number") from exc
+
+
+@dataclass(frozen=True)
+class Ports:
+    """The three ports Triton listens on."""
+
+    http: int = DEFAULT_HTTP_PORT
+    grpc: int = DEFAULT_GRPC_PORT
+    metrics: int = DEFAULT_METRICS_PORT
+
+    @classmethod
+    def from_env(cls) -> Ports:
+        return cls(
+            http=_env_int("HTTP_PORT", DEFAULT_HTTP_PORT),
+            grpc=_env_int("GRPC_PORT", DEFAULT_GRPC_PORT),
+            metrics=_env_int("METRICS_PORT", DEFAULT_METRICS_PORT),
+        )
+
+
+def ui_port() -> int:
+    return _env_int("UI_PORT", DEFAULT_UI_PORT)
+
+
+def default_triton_url() -> str:
+    """gRPC `host:port` of the server clients talk to (`TRITON_URL`)."""
+    url = os.environ.get("TRITON_URL", "").strip()
+    if url:
+        return url
+    return f"localhost:{_env_int('GRPC_PORT', DEFAULT_GRPC_PORT)}"

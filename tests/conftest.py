@@ -1,0 +1,153 @@
+"""Shared fixtures: one real tritonserver per test session, real clients, real images."""
+
+from __future__ import annotations
+
+import io
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from PIL import Image
+
+from tricolor.client import TricolorClient
+from tricolor.launcher import ServerOptions, TritonServer
+from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT, Ports
+
+ARTIFACTS = PROJECT_ROOT / "test-artifacts"
+EXPORT_PYTHON = PROJECT_ROOT / ".venv-export" / "bin" / "python"
+SHARED_IMAGES = PROJECT_ROOT.parent / "shared" / "images"
+
+# the models' pure functions, importable without Triton
+sys.path[:0] = [
+    str(MODEL_REPOSITORY / "preprocess" / "1"),
+    str(MODEL_REPOSITORY / "postprocess" / "1"),
+]
+
+
+def free_ports(count: int) -> list[int]:
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for probe in sockets:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in sockets]
+    finally:
+        for probe in sockets:
+            probe.close()
+
+
+def start_server(log_name: str, **options: object) -> TritonServer:
+    """A tritonserver on free loopback ports, its log under test-artifacts/."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    http, grpc, metrics = free_ports(3)
+    server = TritonServer(ServerOptions(ports=Ports(http, grpc, metrics), **options))
+    with (ARTIFACTS / log_name).open("wb") as log:  # the child keeps its own descriptor
+        server.start(stdout=log, stderr=subprocess.STDOUT)
+    try:
+        server.wait_ready()
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[TritonServer]:
+    """The repository as users run it (`make serve`), shared by the whole session."""
+    running = start_server("tritonserver.log")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def client(server: TritonServer) -> Iterator[TricolorClient]:
+    with TricolorClient(server.grpc_url) as tricolor_client:
+        yield tricolor_client
+
+
+@pytest.fixture(scope="session")
+def grpc_client(server: TritonServer) -> Iterator[grpcclient.InferenceServerClient]:
+    raw = grpcclient.InferenceServerClient(server.grpc_url)
+    yield raw
+    raw.close()
+
+
+@pytest.fixture(scope="session")
+def http_client(server: TritonServer) -> Iterator[httpclient.InferenceServerClient]:
+    raw = httpclient.InferenceServerClient(server.http_url, concurrency=8)
+    yield raw
+    raw.close()
+
+
+def encode(image: Image.Image, image_format: str, **params: object) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, format=image_format, **params)
+    return buffer.getvalue()
+
+
+def photo_bytes() -> dict[str, bytes]:
+    """Real photos: scikit-image's bundled ones, re-encoded losslessly as PNG."""
+    from skimage import data  # noqa: PLC0415 (slow import, only where photos are needed)
+
+    photos = {
+        "chelsea": data.chelsea(),
+        "astronaut": data.astronaut(),
+        "coffee": data.coffee(),
+        "rocket": data.rocket(),
+        "hubble": data.hubble_deep_field(),
+    }
+    return {f"{name}.png": encode(Image.fromarray(array), "PNG") for name, array in photos.items()}
+
+
+def generated_images() -> dict[str, bytes]:
+    """Smooth synthetic scenes in several sizes and formats (JPEG, PNG, WebP, BMP, GIF)."""
+    rng = np.random.default_rng(7)
+    images = {}
+    for width, height, image_format in [
+        (640, 480, "JPEG"),
+        (300, 800, "PNG"),
+        (1024, 256, "WEBP"),
+        (250, 250, "BMP"),
+        (500, 375, "GIF"),
+    ]:
+        y, x = np.mgrid[0:height, 0:width]
+        channels = [
+            np.sin(x / rng.uniform(20, 80) + rng.uniform(0, 6)) * 127 + 128,
+            np.cos(y / rng.uniform(20, 80)) * 127 + 128,
+            (x + y) / (width + height) * 255,
+        ]
+        pixels = np.stack(channels, axis=-1).astype(np.uint8)
+        name = f"generated_{width}x{height}.{image_format.lower()}"
+        images[name] = encode(Image.fromarray(pixels), image_format)
+    return images
+
+
+def reference_outputs(paths: list[Path], resize_size: int = 232) -> dict[str, np.ndarray]:
+    """torchvision's reference tensors and ONNX Runtime's logits on them (the outside oracle).
+
+    Runs `build_engines/reference.py` in the export venv, where torch lives.
+    """
+    out = ARTIFACTS / "reference.npz"
+    ARTIFACTS.mkdir(exist_ok=True)
+    subprocess.run(
+        [
+            str(EXPORT_PYTHON),
+            str(PROJECT_ROOT / "build_engines" / "reference.py"),
+            "--out",
+            str(out),
+            "--resize-size",
+            str(resize_size),
+            "--onnx",
+            str(MODEL_REPOSITORY / "resnet50" / "1" / "model.onnx"),
+            *map(str, paths),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    with np.load(out, allow_pickle=False) as archive:
+        return {key: archive[key] for key in archive.files}
