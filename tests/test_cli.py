@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -82,3 +83,33 @@ def test_serve_reports_a_port_already_in_use() -> None:
         )
     assert done.returncode == 1
     assert f"port {port} on 127.0.0.1 is already in use (HTTP_PORT)" in done.stderr
+
+
+def test_serve_says_where_it_listens_and_stops_cleanly_on_ctrl_c() -> None:
+    http, grpc, metrics = free_ports(3)
+    env = {
+        **os.environ,
+        "HTTP_PORT": str(http),
+        "GRPC_PORT": str(grpc),
+        "METRICS_PORT": str(metrics),
+    }
+    serve = subprocess.Popen(
+        [*TRICOLOR, "serve"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+    )
+    try:
+        assert serve.stdout is not None
+        lines = []
+        for line in serve.stdout:
+            lines.append(line)
+            if line.startswith("tricolor ready"):
+                break
+        assert f"HTTP http://127.0.0.1:{http}" in lines[-1], "".join(lines[-20:])
+        assert f"gRPC 127.0.0.1:{grpc}" in lines[-1]
+        serve.send_signal(signal.SIGINT)
+        assert serve.wait(timeout=60) == 0
+        rest = serve.stdout.read()
+        assert "SIGINT, stopping tritonserver" in rest
+        assert "successfully unloaded 'classify'" in rest
+    finally:
+        serve.kill()
+        serve.communicate()
