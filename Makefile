@@ -3,6 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 EXPORT_VENV := .venv-export
+UI_VENV := .venv-ui
 # imagenet (torchvision IMAGENET1K_V2; seeded random weights with a loud warning when offline),
 # random, or the path of a state-dict checkpoint (then LABELS=file with one class per line)
 WEIGHTS ?= imagenet
@@ -11,18 +12,26 @@ ONNX_MODEL := model_repository/resnet50/1/model.onnx
 LABELS_FILE := model_repository/postprocess/labels.txt
 RUFF := $(VENV)/bin/ruff
 
-.PHONY: setup serve demo test perf check fmt clean
+.PHONY: setup serve demo test perf torchserve-venv int8 check fmt clean
 
-setup: $(VENV)/.installed $(EXPORT_VENV)/.installed $(ONNX_MODEL) $(LABELS_FILE)
+setup: $(VENV)/.installed $(EXPORT_VENV)/.installed $(UI_VENV)/.installed $(ONNX_MODEL) \
+	$(LABELS_FILE)
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet -e ".[dev]"
+	$(VENV)/bin/pip install --quiet -e ".[dev,ui,perf]"
 	touch $@
 
 $(EXPORT_VENV)/.installed: build_engines/requirements.txt
 	$(PYTHON) -m venv $(EXPORT_VENV)
 	$(EXPORT_VENV)/bin/pip install --quiet -r build_engines/requirements.txt
+	touch $@
+
+# gradio caps pillow below 13: the UI (a pure gRPC client) gets its own venv
+$(UI_VENV)/.installed: ui/requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(UI_VENV)
+	$(UI_VENV)/bin/pip install --quiet -r ui/requirements.txt
+	$(UI_VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
 $(ONNX_MODEL) $(LABELS_FILE) &: | $(EXPORT_VENV)/.installed
@@ -32,8 +41,29 @@ $(ONNX_MODEL) $(LABELS_FILE) &: | $(EXPORT_VENV)/.installed
 serve: setup
 	$(VENV)/bin/tricolor serve
 
+# the embedded Triton and the UI on 127.0.0.1:UI_PORT (7860); Ctrl-C stops both
+demo: setup
+	$(UI_VENV)/bin/python ui/app.py --with-server
+
 test: setup
 	$(VENV)/bin/pytest
+
+# load runs, the in-process limit, the TorchServe peer (if .venv-torchserve exists), plots and
+# perf/RESULTS.md (tens of minutes); `make perf SMOKE=1` checks the scripts in about a minute
+perf: setup
+	$(VENV)/bin/python perf/run.py $(if $(SMOKE),--smoke --label smoke)
+
+# the TorchServe peer's own venv (torch; never in .venv)
+torchserve-venv: .venv-torchserve/.installed
+
+.venv-torchserve/.installed: perf/requirements-torchserve.txt
+	$(PYTHON) -m venv .venv-torchserve
+	.venv-torchserve/bin/pip install --quiet -r perf/requirements-torchserve.txt
+	touch $@
+
+# the opt-in INT8 variant (model_file: model.int8.onnx), calibrated on generated + sample photos
+int8: setup
+	$(EXPORT_VENV)/bin/python perf/quantize.py
 
 check: $(VENV)/.installed
 	$(RUFF) check .

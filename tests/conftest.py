@@ -151,3 +151,31 @@ def reference_outputs(paths: list[Path], resize_size: int = 232) -> dict[str, np
     )
     with np.load(out, allow_pickle=False) as archive:
         return {key: archive[key] for key in archive.files}
+
+
+def stub_processes(server: TritonServer) -> dict[int, str]:
+    """The server's Python-backend stub processes: {pid: model name}."""
+    assert server.process is not None
+    stubs = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile
+            continue
+        parent = next(line for line in status.splitlines() if line.startswith("PPid:"))
+        if int(parent.split()[1]) != server.process.pid or len(cmdline) < 2:
+            continue
+        if cmdline[0].endswith(b"triton_python_backend_stub"):
+            stubs[int(entry.name)] = Path(cmdline[1].decode()).parent.parent.name
+    return stubs
+
+
+def memory_kib(pid: int, field: str = "VmRSS") -> int:
+    """A /proc/<pid>/status memory field in KiB (VmRSS now, VmHWM the peak)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)

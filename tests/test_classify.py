@@ -27,13 +27,14 @@ from conftest import (
     reference_outputs,
     start_server,
 )
-from imaging import IMAGENET_STD
+from imaging import Limits, open_image
 from postprocessing import RGB_PALETTE, RYB_PALETTE, softmax
 
 pytestmark = pytest.mark.integration
 
 LABELS = (MODEL_REPOSITORY / "postprocess" / "labels.txt").read_text().splitlines()
 SHARED_PHOTOS = [
+    "dali_monkey-653705_1920.jpg",
     "coral_cat_720p.jpg",
     "coral_parrot.jpg",
     "rossed_pelican.jpg",
@@ -150,12 +151,22 @@ def test_preprocess_matches_torchvision_reference(grpc_client, parity_images) ->
         outputs=("preprocessed_image",),
     )["preprocessed_image"]
     assert served.shape == reference["tensors"].shape
-    worst = np.abs(served - reference["tensors"]).max(axis=(1, 2, 3))
-    report = {path.name: float(diff) for path, diff in zip(parity_images, worst, strict=True)}
+    draft_to = int(parameter("preprocess", "draft_factor")) * int(
+        parameter("preprocess", "resize_size")
+    )
+    report = {}
+    for path, tensor, expected in zip(parity_images, served, reference["tensors"], strict=True):
+        drafted = open_image(path.read_bytes(), Limits(), draft_to).box is not None
+        cosine = float(tensor.ravel() @ expected.ravel())
+        cosine /= float(np.linalg.norm(tensor) * np.linalg.norm(expected))
+        worst = float(np.abs(tensor - expected).max())
+        report[path.name] = {"drafted": drafted, "max_abs_diff": worst, "cosine": cosine}
+        if drafted:  # decoded at reduced scale by libjpeg: close, not identical
+            assert cosine >= 0.9999 and worst < 0.2, (path.name, report[path.name])
+        else:  # everything else is torchvision's arithmetic on torchvision's pixels
+            assert worst <= 1e-6, (path.name, report[path.name])
     (ARTIFACTS / "parity_tensors.json").write_text(json.dumps(report, indent=2))
-    # resampling only the cropped window (PIL's `box`) may move a value by 1-2 of 255 levels
-    two_levels = 2 / 255 / min(IMAGENET_STD) + 1e-5
-    assert worst.max() <= two_levels, report
+    assert any(entry["drafted"] for entry in report.values())
 
 
 def test_served_scores_match_onnxruntime_on_reference_tensors(

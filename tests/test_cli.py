@@ -108,7 +108,7 @@ def test_serve_says_where_it_listens_and_stops_cleanly_on_ctrl_c() -> None:
         serve.send_signal(signal.SIGINT)
         assert serve.wait(timeout=60) == 0
         rest = serve.stdout.read()
-        assert "SIGINT, stopping tritonserver" in rest
+        assert "SIGINT, draining in-flight requests" in rest
         assert "successfully unloaded 'classify'" in rest
     finally:
         serve.kill()

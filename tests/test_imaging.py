@@ -6,14 +6,13 @@ import io
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from conftest import encode
 from imaging import (
     CROP_SIZE,
     ImageRejected,
     Limits,
-    crop_box,
     normalise,
     open_image,
     pad_thumbnails,
@@ -38,16 +37,30 @@ def test_resized_size_follows_torchvision(size, expected) -> None:
     assert resized_size(*size, 232) == expected
 
 
-@pytest.mark.parametrize("size", [(640, 480), (300, 800), (1920, 1080), (225, 4000)])
-def test_cropped_window_resize_is_within_two_levels_of_resize_then_crop(size) -> None:
-    image = photo(*size)
-    new_width, new_height = resized_size(*size, 232)
-    left, top = round((new_width - CROP_SIZE) / 2), round((new_height - CROP_SIZE) / 2)
+def reference_crop(image: Image.Image, resize_size: int = 232) -> np.ndarray:
+    """torchvision's Resize + CenterCrop on a PIL image, spelt out with the same PIL calls."""
+    new_width, new_height = resized_size(*image.size, resize_size)
     full = image.resize((new_width, new_height), Image.Resampling.BILINEAR)
-    expected = np.asarray(full.crop((left, top, left + CROP_SIZE, top + CROP_SIZE)), dtype=int)
-    box = crop_box(*size, 232)
-    window = np.asarray(image.resize((CROP_SIZE,) * 2, Image.Resampling.BILINEAR, box=box))
-    assert np.abs(window.astype(int) - expected).max() <= 2
+    left, top = round((new_width - CROP_SIZE) / 2), round((new_height - CROP_SIZE) / 2)
+    return np.asarray(full.crop((left, top, left + CROP_SIZE, top + CROP_SIZE)))
+
+
+@pytest.mark.parametrize("size", [(640, 480), (300, 800), (1920, 1080), (225, 4000)])
+@pytest.mark.parametrize("image_format", ["PNG", "JPEG"])
+def test_crop_is_bit_exact_without_draft(size, image_format) -> None:
+    data = encode(photo(*size), image_format)
+    expected = reference_crop(Image.open(io.BytesIO(data)).convert("RGB"))
+    result = preprocess(data, 232, 64, LIMITS, draft_factor=0)
+    np.testing.assert_array_equal(result.crop, expected)
+
+
+def test_draft_decodes_large_jpegs_reduced_and_stays_close() -> None:
+    data = encode(photo(4000, 3000), "JPEG", quality=90)
+    assert open_image(data, LIMITS, draft_to=464).image.size == (1000, 750)
+    assert open_image(encode(photo(900, 700), "JPEG"), LIMITS, draft_to=464).box is None
+    expected = reference_crop(Image.open(io.BytesIO(data)).convert("RGB")).astype(int)
+    drafted = preprocess(data, 232, 64, LIMITS, draft_factor=2).crop.astype(int)
+    assert np.abs(drafted - expected).mean() < 1.0 and np.abs(drafted - expected).max() <= 12
 
 
 @pytest.mark.parametrize("mode", ["L", "P", "RGBA", "CMYK", "I;16", "LA", "1"])
@@ -57,18 +70,24 @@ def test_every_mode_becomes_rgb_as_pil_converts_it(mode: str) -> None:
         source = Image.fromarray(np.asarray(source).astype(np.uint16) * 257)
     image_format = "JPEG" if mode == "CMYK" else "PNG" if mode != "P" else "GIF"
     data = encode(source, image_format)
-    decoded = open_image(data, LIMITS)
+    decoded = open_image(data, LIMITS).image
     assert decoded.mode == "RGB" and decoded.size == (300, 200)
     with Image.open(io.BytesIO(data)) as reference:
         assert np.array_equal(np.asarray(decoded), np.asarray(reference.convert("RGB")))
 
 
-def test_exif_orientation_is_applied() -> None:
-    image = photo(400, 200)
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_is_applied(orientation: int) -> None:
+    image = photo(400, 250)
     exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
-    decoded = open_image(encode(image, "JPEG", exif=exif.tobytes()), LIMITS)
-    assert decoded.size == (200, 400)
+    exif[0x0112] = orientation
+    data = encode(image, "PNG", exif=exif.tobytes())
+    upright = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    result = preprocess(data, 232, 64, LIMITS)
+    # rotating after the resize rather than before moves a value by at most one level
+    difference = np.abs(result.crop.astype(int) - reference_crop(upright))
+    assert difference.max() <= 1
+    assert result.thumbnail.shape[:2] == (40, 64) if upright.width > upright.height else (64, 40)
 
 
 @pytest.mark.parametrize(

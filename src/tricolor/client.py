@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ OUTPUTS = (
     "WEIGHTS",
 )
 PROTOCOLS = ("grpc", "http")
+COMPOSING_MODELS = ("preprocess", "resnet50", "postprocess")
 
 
 @dataclass
@@ -56,6 +58,49 @@ class Classification:
             del data["error"]
             return data
         return {"path": self.path, "error": self.error, "latency_ms": self.latency_ms}
+
+
+@dataclass(frozen=True)
+class ModelTimes:
+    """One model's cumulative counters from Triton's statistics API (all versions, in ns).
+
+    `requests` and `success_ns` are successful requests and their total time in the server;
+    the other four split it. Subtract two snapshots to get the traffic in between.
+    """
+
+    requests: int = 0
+    success_ns: int = 0
+    queue_ns: int = 0
+    compute_input_ns: int = 0
+    compute_infer_ns: int = 0
+    compute_output_ns: int = 0
+
+    def __sub__(self, earlier: ModelTimes) -> ModelTimes:
+        return ModelTimes(*(a - b for a, b in zip(astuple(self), astuple(earlier), strict=True)))
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """A model of the repository index: `state` is READY, UNAVAILABLE, ..."""
+
+    name: str
+    version: str
+    state: str
+    reason: str = ""
+
+
+def _model_times(model_stats: list[dict[str, Any]]) -> ModelTimes:
+    """Sum the statistics of every version; gRPC's JSON omits zeros and spells int64 as str."""
+    totals = [0] * 6
+    for version in model_stats:
+        stats = version.get("inference_stats", {})
+        success = stats.get("success", {})
+        values = [success.get("count", 0), success.get("ns", 0)] + [
+            stats.get(part, {}).get("ns", 0)
+            for part in ("queue", "compute_input", "compute_infer", "compute_output")
+        ]
+        totals = [total + int(value) for total, value in zip(totals, values, strict=True)]
+    return ModelTimes(*totals)
 
 
 def _text(value: Any) -> str:
@@ -130,6 +175,41 @@ class TricolorClient:
             )
         except (InferenceServerException, ConnectionError, OSError):
             return False
+
+    def _as_json(self) -> dict[str, Any]:
+        """gRPC answers protobuf messages unless asked for JSON; HTTP always answers JSON."""
+        return {"as_json": True} if self.protocol == "grpc" else {}
+
+    def server_version(self) -> str:
+        """Triton's version from the server metadata; raises if the server is unreachable."""
+        return str(self._client.get_server_metadata(**self._as_json())["version"])
+
+    def repository_index(self) -> list[ModelState]:
+        """Every model of the repository with its version and state (loaded or not)."""
+        index = self._client.get_model_repository_index(**self._as_json())
+        models = index.get("models", []) if isinstance(index, dict) else index
+        return [
+            ModelState(
+                name=model["name"],
+                version=str(model.get("version", "")),
+                state=model.get("state", ""),
+                reason=model.get("reason", ""),
+            )
+            for model in models
+        ]
+
+    def inference_statistics(
+        self, models: Iterable[str] = (MODEL_NAME, *COMPOSING_MODELS)
+    ) -> dict[str, ModelTimes]:
+        """Cumulative server-side times per model, from Triton's statistics API."""
+        return {
+            name: _model_times(
+                self._client.get_inference_statistics(model_name=name, **self._as_json()).get(
+                    "model_stats", []
+                )
+            )
+            for name in models
+        }
 
     def infer_batch(self, images: list[bytes]) -> dict[str, np.ndarray]:
         """All images as rows of one request; raises `InferenceServerException` if any is bad."""

@@ -17,10 +17,15 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tricolor.settings import DEFAULT_BIND_ADDRESS, LOCAL_STATE_DIR, MODEL_REPOSITORY, Ports
+
+# the series whose sum is the number of requests queued or executing (see `drain`)
+IN_FLIGHT_SERIES = ("nv_inference_pending_request_count{", "tricolor_executing_requests{")
+DRAIN_IDLE_POLLS = 3
 
 
 class LauncherError(RuntimeError):
@@ -213,9 +218,12 @@ class TritonServer:
         except (urllib.error.URLError, OSError):
             return False
 
-    def wait_ready(self, timeout_s: float = 180.0) -> None:
+    def wait_ready(
+        self, timeout_s: float = 180.0, interrupted: Callable[[], bool] = lambda: False
+    ) -> None:
+        """Poll readiness; stop early (without error) when `interrupted()` says so."""
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not interrupted():
             if self.process is not None and self.process.poll() is not None:
                 raise LauncherError(
                     f"tritonserver exited with code {self.process.returncode} before it was "
@@ -224,12 +232,55 @@ class TritonServer:
             if self.is_ready():
                 return
             time.sleep(0.25)
-        raise LauncherError(f"tritonserver was not ready after {timeout_s:.0f} s")
+        if not interrupted():
+            raise LauncherError(f"tritonserver was not ready after {timeout_s:.0f} s")
 
-    def stop(self, timeout_s: float | None = None) -> int | None:
-        """SIGTERM (Triton drains in-flight requests), SIGKILL if it outlives the grace."""
+    def requests_in_flight(self) -> int | None:
+        """Requests queued at or executing in any model; None when metrics cannot be read.
+
+        Triton's `nv_inference_pending_request_count` covers the queues, tricolor's
+        `tricolor_executing_requests` gauge (each Python model's `execute`) the rest.
+        """
+        try:
+            with urllib.request.urlopen(self.metrics_url, timeout=2) as response:
+                text = response.read().decode()
+        except (urllib.error.URLError, OSError):
+            return None
+        return int(
+            sum(
+                float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line.startswith(IN_FLIGHT_SERIES)
+            )
+        )
+
+    def drain(self, timeout_s: float) -> bool:
+        """Wait until no request is queued or executing anywhere, at most `timeout_s`.
+
+        Triton's own SIGTERM refuses the next step of an in-flight ensemble request (it is a
+        new request to the composing model), so the launcher lets them finish first.
+        """
+        deadline = time.monotonic() + timeout_s
+        idle_polls = 0
+        while time.monotonic() < deadline and self.process is not None:
+            if self.process.poll() is not None:
+                return True
+            in_flight = self.requests_in_flight()
+            if in_flight is None:
+                return False
+            # idle on consecutive polls: a request between two ensemble steps is in neither
+            idle_polls = idle_polls + 1 if in_flight == 0 else 0
+            if idle_polls >= DRAIN_IDLE_POLLS:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def stop(self, timeout_s: float | None = None, drain: bool = True) -> int | None:
+        """Drain in-flight requests, SIGTERM, then SIGKILL if it outlives the grace."""
         if self.process is None or self.process.poll() is not None:
             return None if self.process is None else self.process.returncode
+        if drain:
+            self.drain(self.options.exit_timeout_s)
         grace = timeout_s if timeout_s is not None else self.options.exit_timeout_s + 15
         self.process.send_signal(signal.SIGTERM)
         try:
@@ -252,40 +303,52 @@ class TritonServer:
 
 
 def serve(options: ServerOptions) -> int:
-    """Run in the foreground until Ctrl-C / SIGTERM; Triton's log goes to the terminal."""
+    """Run in the foreground until Ctrl-C / SIGTERM; Triton's log goes to the terminal.
+
+    The first signal drains in-flight requests, then stops Triton; a second one stops it now.
+    """
     server = TritonServer(options)
-    stop_requested = False
+    signals: list[int] = []
 
     def request_stop(signum: int, _frame: object) -> None:
-        nonlocal stop_requested
-        if not stop_requested:
-            stop_requested = True
-            print(f"\ntricolor: {signal.Signals(signum).name}, stopping tritonserver", flush=True)
-            if server.process is not None and server.process.poll() is None:
-                server.process.send_signal(signal.SIGTERM)
+        signals.append(signum)
+        if len(signals) > 1 and server.process is not None and server.process.poll() is None:
+            print("\ntricolor: stopping tritonserver now", flush=True)
+            server.process.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     try:
         server.start()
-        server.wait_ready()
+        server.wait_ready(interrupted=lambda: bool(signals))
     except LauncherError as exc:
-        if not stop_requested:
-            print(f"tricolor: {exc}", file=sys.stderr, flush=True)
-        server.stop()
-        return 0 if stop_requested else 1
-    exposed = options.address not in ("127.0.0.1", "localhost", "::1")
+        print(f"tricolor: {exc}", file=sys.stderr, flush=True)
+        server.stop(drain=False)
+        return 1
+    if not signals:
+        print(ready_banner(server, options.address), flush=True)
+    assert server.process is not None
+    while not signals and server.process.poll() is None:
+        time.sleep(0.2)
+    if not signals:
+        return server.process.returncode
     print(
-        f"\ntricolor ready: HTTP http://{server.http_url}  gRPC {server.grpc_url}  "
-        f"metrics {server.metrics_url}\n"
-        f"  try: tricolor classify --url {server.grpc_url} IMAGE\n"
-        + (
-            "  bound to loopback only; `--host 0.0.0.0` exposes it to the network\n"
-            if not exposed
-            else f"  listening on {options.address}: reachable from the network\n"
-        ),
+        f"\ntricolor: {signal.Signals(signals[0]).name}, draining in-flight requests "
+        "(again to stop now), then stopping tritonserver",
         flush=True,
     )
-    assert server.process is not None
-    return_code = server.process.wait()
-    return 0 if stop_requested else return_code
+    return_code = server.stop()
+    return 0 if return_code in (0, -signal.SIGTERM) else 1
+
+
+def ready_banner(server: TritonServer, address: str) -> str:
+    exposure = (
+        "  bound to loopback only; `--host 0.0.0.0` exposes it to the network\n"
+        if address in ("127.0.0.1", "localhost", "::1")
+        else f"  listening on {address}: reachable from the network\n"
+    )
+    return (
+        f"\ntricolor ready: HTTP http://{server.http_url}  gRPC {server.grpc_url}  "
+        f"metrics {server.metrics_url}\n"
+        f"  try: tricolor classify --url {server.grpc_url} IMAGE\n" + exposure
+    )

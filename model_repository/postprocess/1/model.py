@@ -16,6 +16,7 @@ import triton_python_backend_utils as pb_utils
 from postprocessing import RGB_PALETTE, RYB_PALETTE, dominant_colours, softmax, top_k
 
 INPUTS = ("logits", "preprocessed_image", "thumbnail", "thumbnail_size")
+CONFIDENCE_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 
 def _parameter(parameters: dict, name: str, default: str) -> str:
@@ -52,6 +53,13 @@ class TritonPythonModel:
             pb_utils.Logger.log_warn(f"postprocess: {provenance['warning']}")
 
         labels = {"model": args["model_name"], "version": args["model_version"]}
+        # requests inside execute right now: the launcher drains until every model is idle
+        self.executing_family = pb_utils.MetricFamily(
+            name="tricolor_executing_requests",
+            description="Requests inside the model's execute right now",
+            kind=pb_utils.MetricFamily.GAUGE,
+        )
+        self.executing = self.executing_family.Metric(labels=labels)
         # every MetricFamily stays referenced on self, or its metrics fail on first use
         self.second_look_family = pb_utils.MetricFamily(
             name="tricolor_second_looks_total",
@@ -59,6 +67,15 @@ class TritonPythonModel:
             kind=pb_utils.MetricFamily.COUNTER,
         )
         self.second_looks = self.second_look_family.Metric(labels=labels)
+        # drift in this histogram is how an operator notices unfamiliar images
+        self.confidence_family = pb_utils.MetricFamily(
+            name="tricolor_top1_confidence",
+            description="Top-1 probability of each answered image (after any second look)",
+            kind=pb_utils.MetricFamily.HISTOGRAM,
+        )
+        self.confidence = self.confidence_family.Metric(
+            labels=labels, buckets=list(CONFIDENCE_BUCKETS)
+        )
         pb_utils.Logger.log_info(
             f"postprocess: top_k {self.top_k}, second look below {self.second_look_below} via "
             f"'{self.second_look_model}', {len(self.labels)} labels, weights "
@@ -66,6 +83,13 @@ class TritonPythonModel:
         )
 
     def execute(self, requests: list) -> list:
+        self.executing.increment(len(requests))
+        try:
+            return self._execute(requests)
+        finally:
+            self.executing.increment(-len(requests))
+
+    def _execute(self, requests: list) -> list:
         per_request, errors = [], []
         for request in requests:
             tensors = [pb_utils.get_input_tensor_by_name(request, name) for name in INPUTS]
@@ -89,6 +113,8 @@ class TritonPythonModel:
         second_look = probabilities.max(axis=1) < self.second_look_below
         bls_error = self._second_look(probabilities, images, second_look)
         class_ids, scores = top_k(probabilities, self.top_k)
+        for score in scores[:, 0].tolist():
+            self.confidence.observe(score)
         rgb_codes, rgb_names = dominant_colours(thumbnails, sizes, RGB_PALETTE)
         ryb_codes, ryb_names = dominant_colours(thumbnails, sizes, RYB_PALETTE)
 

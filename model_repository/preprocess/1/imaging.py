@@ -3,27 +3,44 @@
 Pure functions (no Triton): `model.py` calls them per row, the tests import them directly.
 The reference is `ResNet50_Weights.IMAGENET1K_V2.transforms()` on
 `ImageOps.exif_transpose(Image.open(f)).convert("RGB")`: torchvision resizes a PIL image with
-PIL's own antialiased bilinear filter, so doing the same in PIL is exact. Only the 224 x 224
-window that the centre crop keeps is resampled (PIL's `box`), which gives the same pixels as
-resizing the whole image and cropping, for less work.
+PIL's own antialiased bilinear filter, so the same PIL calls give the same pixels.
+
+Two measured shortcuts (perf/DECODE.md): a JPEG whose shorter side is at least
+`draft_factor` x 2 x `resize_size` is decoded at 1/2, 1/4 or 1/8 scale by libjpeg itself
+(`Image.draft`), keeping at least `draft_factor` x `resize_size` pixels on the shorter side;
+and the EXIF rotation is applied to the small resized image instead of the decoded one.
+Everything else is bit-exact with torchvision; those two stay within a few levels of 255.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import struct
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 CROP_SIZE = 224
+DEFAULT_DRAFT_FACTOR = 2
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# (x / 255 - mean) / std as one multiply-add per value
-_SCALE = (1.0 / (255.0 * np.asarray(IMAGENET_STD))).astype(np.float32)
-_OFFSET = (np.asarray(IMAGENET_MEAN) / np.asarray(IMAGENET_STD)).astype(np.float32)
+# per channel, broadcast over [N, 3, H, W]; applied in torchvision's order for exact values
+_MEAN = np.asarray(IMAGENET_MEAN, dtype=np.float32)[:, None, None]
+_STD = np.asarray(IMAGENET_STD, dtype=np.float32)[:, None, None]
+EXIF_ORIENTATION = 0x0112
+# what `ImageOps.exif_transpose` does for each EXIF orientation
+TRANSPOSE_FOR_ORIENTATION = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
 
 
 class ImageRejected(ValueError):
@@ -43,6 +60,22 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Decoded:
+    """An RGB image as stored (before its EXIF orientation), maybe reduced by `draft`."""
+
+    image: Image.Image
+    full_size: tuple[int, int]  # (width, height) as stored, at full resolution
+    box: tuple[float, float, float, float] | None  # the whole picture in reduced pixels
+    orientation: int  # EXIF orientation, 1 when there is none or it is invalid
+
+    @property
+    def upright_size(self) -> tuple[int, int]:
+        """(width, height) at full resolution once the orientation is applied."""
+        width, height = self.full_size
+        return (height, width) if self.orientation in (5, 6, 7, 8) else (width, height)
+
+
+@dataclass(frozen=True)
 class Preprocessed:
     crop: np.ndarray  # uint8 [224, 224, 3]: the centre crop after the reference resize
     thumbnail: np.ndarray  # uint8 [h, w, 3], long side <= the thumbnail size
@@ -55,22 +88,33 @@ def resized_size(width: int, height: int, resize_size: int) -> tuple[int, int]:
     return int(resize_size * width / height), resize_size
 
 
-def crop_box(width: int, height: int, resize_size: int) -> tuple[float, float, float, float]:
-    """The source-pixel window that becomes the 224 x 224 centre crop after the resize."""
-    new_width, new_height = resized_size(width, height, resize_size)
-    left = int(round((new_width - CROP_SIZE) / 2.0))
-    top = int(round((new_height - CROP_SIZE) / 2.0))
-    scale_x, scale_y = width / new_width, height / new_height
-    return (
-        left * scale_x,
-        top * scale_y,
-        (left + CROP_SIZE) * scale_x,
-        (top + CROP_SIZE) * scale_y,
-    )
+# What PIL's decoders raise on corrupt input (found by tests/test_fuzz.py and PIL's own
+# OSS-Fuzz history): each becomes an "undecodable" refusal, never a failed batch.
+_DECODE_ERRORS = (
+    OSError,
+    ValueError,
+    SyntaxError,
+    EOFError,
+    struct.error,
+    IndexError,
+    KeyError,
+    TypeError,
+    ZeroDivisionError,
+    OverflowError,
+    MemoryError,
+)
 
 
-def open_image(data: bytes, limits: Limits) -> Image.Image:
-    """Decode `data` into an RGB image, EXIF orientation applied, refusing what is unsafe."""
+def _describe(exc: BaseException) -> str:
+    return str(exc) or type(exc).__name__
+
+
+def open_image(data: bytes, limits: Limits, draft_to: int = 0) -> Decoded:
+    """Decode `data` into RGB, refusing what is unsafe before any pixel is decoded.
+
+    With `draft_to` > 0, a JPEG is decoded at the smallest 1/2^k scale whose sides both stay
+    at least `draft_to` pixels.
+    """
     if len(data) == 0:
         raise ImageRejected("empty", "image is empty (0 bytes)")
     if len(data) > limits.max_encoded_bytes:
@@ -82,6 +126,9 @@ def open_image(data: bytes, limits: Limits) -> Image.Image:
     limit = f"the limit of {limits.max_decoded_pixels / 1e6:.1f} megapixels (max_decoded_pixels)"
     try:
         with warnings.catch_warnings():
+            # PIL warns about corrupt metadata (EXIF, TIFF tags) and carries on: no per-request
+            # noise in the server log, and the same outcome whatever the global warning filter
+            warnings.simplefilter("ignore")
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             width, height = image.size
@@ -91,42 +138,79 @@ def open_image(data: bytes, limits: Limits) -> Image.Image:
                     f"image is {width} x {height} = {width * height / 1e6:.1f} megapixels, "
                     f"above {limit}",
                 )
-            image = ImageOps.exif_transpose(image)
-            return image.convert("RGB")
+            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+            drafted = image.draft("RGB", (draft_to, draft_to)) if draft_to else None
+            box = drafted[1] if drafted is not None and image.size != (width, height) else None
+            image = image.convert("RGB") if image.mode != "RGB" else image
+            image.load()
+            return Decoded(
+                image=image,
+                full_size=(width, height),
+                box=box,
+                orientation=orientation if orientation in TRANSPOSE_FOR_ORIENTATION else 1,
+            )
     except ImageRejected:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        # PIL's own guard fires inside `Image.open` for the largest headers
-        raise ImageRejected("too_many_pixels", f"image is above {limit}: {exc}") from exc
+        # PIL's own guard fires inside `Image.open` for the largest headers (over twice
+        # Image.MAX_IMAGE_PIXELS), before the size is visible here; its message has the count
+        declared = re.search(r"\((\d+) pixels\)", str(exc))
+        size = f"{int(declared.group(1)) / 1e6:.1f} megapixels" if declared else "too large"
+        raise ImageRejected("too_many_pixels", f"image is {size}, above {limit}") from exc
     except UnidentifiedImageError as exc:
         raise ImageRejected("undecodable", "not a recognised image format") from exc
-    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
-        raise ImageRejected("undecodable", f"cannot decode image: {exc}") from exc
+    except _DECODE_ERRORS as exc:
+        raise ImageRejected("undecodable", f"cannot decode image: {_describe(exc)}") from exc
 
 
-def preprocess(data: bytes, resize_size: int, thumbnail_size: int, limits: Limits) -> Preprocessed:
+def preprocess(
+    data: bytes,
+    resize_size: int,
+    thumbnail_size: int,
+    limits: Limits,
+    draft_factor: int = DEFAULT_DRAFT_FACTOR,
+) -> Preprocessed:
     """Decode one image; return the uint8 centre crop and a thumbnail of the whole image."""
-    image = open_image(data, limits)
-    width, height = image.size
+    decoded = open_image(data, limits, draft_to=draft_factor * resize_size)
+    new_width, new_height = resized_size(*decoded.upright_size, resize_size)
+    transpose = TRANSPOSE_FOR_ORIENTATION.get(decoded.orientation)
+    swapped = decoded.orientation in (5, 6, 7, 8)
     try:
-        crop = image.resize(
-            (CROP_SIZE, CROP_SIZE),
+        resized = decoded.image.resize(
+            (new_height, new_width) if swapped else (new_width, new_height),
             Image.Resampling.BILINEAR,
-            box=crop_box(width, height, resize_size),
+            box=decoded.box,
         )
-        thumbnail = image.copy()
-        thumbnail.thumbnail((thumbnail_size, thumbnail_size), Image.Resampling.BOX)
-    except (OSError, ValueError, MemoryError) as exc:
-        raise ImageRejected("undecodable", f"cannot resize image: {exc}") from exc
-    return Preprocessed(crop=np.asarray(crop), thumbnail=np.asarray(thumbnail))
+        if transpose is not None:
+            resized = resized.transpose(transpose)
+        thumbnail = shrink_to(resized, thumbnail_size)
+    except _DECODE_ERRORS as exc:
+        raise ImageRejected("undecodable", f"cannot resize image: {_describe(exc)}") from exc
+    left = int(round((new_width - CROP_SIZE) / 2.0))  # torchvision's CenterCrop
+    top = int(round((new_height - CROP_SIZE) / 2.0))
+    crop = np.asarray(resized)[top : top + CROP_SIZE, left : left + CROP_SIZE]
+    return Preprocessed(crop=crop, thumbnail=np.asarray(thumbnail))
+
+
+def shrink_to(image: Image.Image, long_side: int) -> Image.Image:
+    """Area-average `image` so its long side is at most `long_side` (each side >= 1 pixel)."""
+    width, height = image.size
+    scale = long_side / max(width, height)
+    if scale >= 1:
+        return image
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    return image.resize(size, Image.Resampling.BOX)
 
 
 def normalise(crops: list[np.ndarray]) -> np.ndarray:
-    """uint8 crops [224, 224, 3] -> float32 [N, 3, 224, 224]: /255, ImageNet mean and std."""
+    """uint8 crops [224, 224, 3] -> float32 [N, 3, 224, 224], in torchvision's arithmetic."""
     if not crops:
         return np.zeros((0, 3, CROP_SIZE, CROP_SIZE), dtype=np.float32)
-    normalised = np.stack(crops).astype(np.float32) * _SCALE - _OFFSET
-    return np.ascontiguousarray(normalised.transpose(0, 3, 1, 2))
+    tensors = np.stack(crops).transpose(0, 3, 1, 2).astype(np.float32, order="C")
+    tensors /= np.float32(255)
+    tensors -= _MEAN
+    tensors /= _STD
+    return tensors
 
 
 def pad_thumbnails(thumbnails: list[np.ndarray], size: int) -> tuple[np.ndarray, np.ndarray]:

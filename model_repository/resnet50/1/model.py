@@ -19,6 +19,8 @@ def _parameter(parameters: dict, name: str, default: str) -> str:
 
 
 class TritonPythonModel:
+    _infer = None  # set by the OpenVINO runtime; ONNX Runtime otherwise
+
     def initialize(self, args: dict) -> None:
         config = json.loads(args["model_config"])
         parameters = config.get("parameters", {})
@@ -39,6 +41,25 @@ class TritonPythonModel:
             raise pb_utils.TritonModelException(
                 f"thread parameters must be integers: {exc}"
             ) from exc
+        runtime = _parameter(parameters, "runtime", "onnxruntime")
+        if runtime not in ("onnxruntime", "openvino"):
+            raise pb_utils.TritonModelException(
+                f"parameter runtime={runtime!r}: onnxruntime or openvino"
+            )
+        if runtime == "openvino":
+            self._load_openvino(model_path, options.intra_op_num_threads)
+        else:
+            self._load_onnxruntime(model_path, options)
+        labels = {"model": args["model_name"], "version": args["model_version"]}
+        # requests inside execute right now: the launcher drains until every model is idle
+        self.executing_family = pb_utils.MetricFamily(
+            name="tricolor_executing_requests",
+            description="Requests inside the model's execute right now",
+            kind=pb_utils.MetricFamily.GAUGE,
+        )
+        self.executing = self.executing_family.Metric(labels=labels)
+
+    def _load_onnxruntime(self, model_path: Path, options) -> None:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.session = ort.InferenceSession(
             str(model_path), options, providers=["CPUExecutionProvider"]
@@ -54,7 +75,40 @@ class TritonPythonModel:
         if "warning" in metadata:
             pb_utils.Logger.log_warn(f"resnet50: {metadata['warning']}")
 
+    def _load_openvino(self, model_path: Path, threads: int) -> None:
+        """The opt-in OpenVINO CPU runtime on the same ONNX (`pip install -e .[openvino]`)."""
+        try:
+            import openvino as ov  # noqa: PLC0415 (optional dependency)
+        except ImportError as exc:
+            raise pb_utils.TritonModelException(
+                "runtime openvino: the openvino package is not installed (the `openvino` extra)"
+            ) from exc
+        compiled = ov.Core().compile_model(
+            str(model_path),
+            "CPU",
+            # f32: parity with ONNX Runtime; the default on AMX CPUs is bf16 (and its AMX kernels
+            # died with SIGILL on this project's VM)
+            {
+                "INFERENCE_NUM_THREADS": threads,
+                "PERFORMANCE_HINT": "LATENCY",
+                "INFERENCE_PRECISION_HINT": "f32",
+            },
+        )
+        self.num_classes = int(compiled.output(0).get_partial_shape()[1].get_length())
+        request = compiled.create_infer_request()
+        self._infer = lambda batch: np.asarray(request.infer({0: batch})[0], dtype=np.float32)
+        pb_utils.Logger.log_info(
+            f"resnet50: OpenVINO {ov.__version__} on {model_path.name}, {threads} threads"
+        )
+
     def execute(self, requests: list) -> list:
+        self.executing.increment(len(requests))
+        try:
+            return self._execute(requests)
+        finally:
+            self.executing.increment(-len(requests))
+
+    def _execute(self, requests: list) -> list:
         tensors = [pb_utils.get_input_tensor_by_name(request, "input") for request in requests]
         batches = [tensor.as_numpy() for tensor in tensors if tensor is not None]
         try:
@@ -78,6 +132,8 @@ class TritonPythonModel:
     def run(self, batch: np.ndarray) -> np.ndarray:
         if len(batch) == 0:
             return np.zeros((0, self.num_classes), dtype=np.float32)
+        if self._infer is not None:
+            return self._infer(batch)
         return self.session.run(["logits"], {self.input_name: batch})[0]
 
     @staticmethod

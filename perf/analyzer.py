@@ -1,0 +1,152 @@
+"""One perf_analyzer measurement: run it (`subprocess.run`, `-f` CSV), parse its CSV, and take
+the per-model queue/compute breakdown from Triton's statistics API around it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from common import perf_analyzer, perf_analyzer_env, run
+
+STAT_PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
+
+
+@dataclass
+class Measurement:
+    model: str
+    mode: str  # "concurrency" or "request_rate"
+    level: float
+    batch_size: int
+    row: dict[str, float]  # perf_analyzer's CSV row (latencies in microseconds)
+    models: dict[str, dict[str, float]] = field(default_factory=dict)  # per-model breakdown
+    metrics_collected: bool = False
+
+    @property
+    def throughput(self) -> float:
+        return self.row["Inferences/Second"]
+
+    def latency_ms(self, column: str) -> float:
+        return self.row[column] / 1000.0
+
+
+def model_statistics(http_url: str) -> dict[str, dict]:
+    with urllib.request.urlopen(f"http://{http_url}/v2/models/stats", timeout=10) as response:
+        stats = json.load(response)["model_stats"]
+    return {entry["name"]: entry for entry in stats}
+
+
+def breakdown(before: dict[str, dict], after: dict[str, dict]) -> dict[str, dict[str, float]]:
+    """Per model: requests, executions, mean batch, and mean ms per request in each phase."""
+    result = {}
+    for name, end in after.items():
+        start = before.get(name)
+        if start is None:
+            continue
+        successes = int(end["inference_stats"]["success"]["count"]) - int(
+            start["inference_stats"]["success"]["count"]
+        )
+        if successes <= 0:
+            continue
+        entry = {
+            "requests": successes,
+            "executions": int(end["execution_count"]) - int(start["execution_count"]),
+            "inferences": int(end["inference_count"]) - int(start["inference_count"]),
+        }
+        entry["mean_batch"] = entry["inferences"] / max(entry["executions"], 1)
+        for phase in ("success", *STAT_PHASES):
+            ns = int(end["inference_stats"][phase]["ns"]) - int(
+                start["inference_stats"][phase]["ns"]
+            )
+            entry[f"{phase}_ms"] = ns / successes / 1e6
+        result[name] = entry
+    return result
+
+
+def parse_csv(path: Path) -> list[dict[str, float]]:
+    rows = []
+    with path.open() as handle:
+        for raw in csv.DictReader(handle):
+            row = {}
+            for key, value in raw.items():
+                if key is None:
+                    continue
+                try:
+                    row[key.strip()] = float(value)
+                except (TypeError, ValueError):
+                    continue
+            if "Inferences/Second" in row:
+                rows.append(row)
+    return rows
+
+
+def measure(
+    *,
+    model: str,
+    grpc_url: str,
+    http_url: str,
+    metrics_url: str | None,
+    input_data: Path,
+    out_csv: Path,
+    mode: str = "concurrency",
+    level: float = 1,
+    batch_size: int = 1,
+    measurement_ms: int = 4000,
+    stability: int = 15,
+    max_trials: int = 6,
+    timeout_s: float = 300,
+) -> Measurement:
+    """One level of one sweep; retried without `--collect-metrics` if that part fails."""
+    level_text = f"{level:g}"
+    command = [
+        str(perf_analyzer()),
+        "-m", model,
+        "-u", grpc_url,
+        "-i", "grpc",
+        "-b", str(batch_size),
+        "--input-data", str(input_data),
+        "--measurement-interval", str(measurement_ms),
+        "--stability-percentage", str(stability),
+        "--max-trials", str(max_trials),
+        "--percentile", "99",
+        "--verbose-csv",
+        "-f", str(out_csv),
+    ]  # fmt: skip
+    if mode == "concurrency":
+        command += ["--concurrency-range", f"{level_text}:{level_text}"]
+    elif mode == "request_rate":
+        command += ["--request-rate-range", f"{level_text}:{level_text}"]
+    else:
+        raise ValueError(f"unknown mode {mode!r}")
+    attempts = []
+    if metrics_url:
+        attempts.append([*command, "--collect-metrics", "--metrics-url", metrics_url])
+    attempts.append(command)
+    out_csv.parent.mkdir(parents=True, exist_ok=True)
+    last = None
+    for attempt in attempts:
+        before = model_statistics(http_url)
+        last = run(attempt, env=perf_analyzer_env(), timeout=timeout_s)
+        after = model_statistics(http_url)
+        out_csv.with_suffix(".log").write_text(last.stdout + last.stderr)
+        if "stable measurement" in last.stdout + last.stderr:
+            break  # unstable, not a metrics problem: retrying without metrics would not help
+        if last.returncode == 0 and out_csv.exists():
+            rows = parse_csv(out_csv)
+            if rows:
+                return Measurement(
+                    model=model,
+                    mode=mode,
+                    level=level,
+                    batch_size=batch_size,
+                    row=rows[-1],
+                    models=breakdown(before, after),
+                    metrics_collected="--collect-metrics" in attempt,
+                )
+    assert last is not None
+    raise RuntimeError(
+        f"perf_analyzer failed on {model} {mode}={level_text} (rc {last.returncode}):\n"
+        f"{(last.stdout + last.stderr)[-3000:]}"
+    )

@@ -1,0 +1,357 @@
+"""Hostile input, end to end through the real server: each gets a correct answer or a clear
+error naming the row and the reason, within a time bound, in bounded memory, and the server
+stays ready. Also: isolation under a mixed load, the refusal metrics, and what is exposed.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import time
+import urllib.request
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+import tritonclient.http as httpclient
+from PIL import Image
+from tritonclient.utils import InferenceServerException
+
+from tricolor.client import TricolorClient
+
+from conftest import encode, generated_images, memory_kib, photo_bytes, stub_processes
+from imaging import Limits, normalise, preprocess
+
+pytestmark = pytest.mark.integration
+
+REQUEST_BOUND_S = 30.0  # the client gives up after this: no hostile input may take longer
+RESIZE_SIZE, THUMBNAIL_SIZE = 232, 64
+
+
+# --- the hostile inputs ---------------------------------------------------------------------
+
+
+@cache
+def cat() -> Image.Image:
+    """A real photo (scikit-image's chelsea, 451 x 300): asymmetric, so rotations show."""
+    return Image.open(io.BytesIO(photo_bytes()["chelsea.png"])).convert("RGB")
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+@cache
+def png_bomb(side: int = 30000) -> bytes:
+    """A valid 1-bit PNG of side x side black pixels (~110 KB), built without the pixels."""
+    row = b"\x00" + bytes((side + 7) // 8)  # filter byte + packed bits
+    compressor = zlib.compressobj(9)
+    idat = b"".join(compressor.compress(row * 1000) for _ in range(side // 1000))
+    idat += compressor.compress(row * (side % 1000)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", idat)
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def jpeg_header_only() -> bytes:
+    """Every marker segment of a real JPEG up to and including SOS, no entropy-coded data."""
+    data = encode(cat(), "JPEG")
+    start_of_scan = data.index(b"\xff\xda")
+    length = struct.unpack(">H", data[start_of_scan + 2 : start_of_scan + 4])[0]
+    return data[: start_of_scan + 2 + length]
+
+
+def gradient(width: int, height: int) -> Image.Image:
+    x = np.linspace(0, 255, width, dtype=np.float32)[None, :]
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
+    pixels = np.stack(np.broadcast_arrays(x, y, (x + y) / 2), axis=-1).astype(np.uint8)
+    return Image.fromarray(pixels)
+
+
+def sixteen_bit_png() -> bytes:
+    gray = np.asarray(cat().convert("L"), dtype=np.uint16) * 257
+    return encode(Image.fromarray(gray), "PNG")
+
+
+def rgba_png() -> bytes:
+    image = cat().convert("RGBA")
+    alpha = np.full(image.size[::-1], 255, dtype=np.uint8)
+    alpha[:, : image.size[0] // 3] = 0  # a transparent third
+    image.putalpha(Image.fromarray(alpha))
+    return encode(image, "PNG")
+
+
+def exif_rotated_jpeg() -> bytes:
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored sideways; rotate 90 degrees clockwise to display
+    return encode(cat(), "JPEG", quality=95, exif=exif.tobytes())
+
+
+# id -> (bytes factory, None for "answered" or (reason, words the error must contain))
+HOSTILE = {
+    "empty": (lambda: b"", ("empty", "image is empty")),
+    "random-bytes": (
+        lambda: np.random.default_rng(6).bytes(4096),
+        ("undecodable", "not a recognised image format"),
+    ),
+    "text": (
+        lambda: b"Lorem ipsum dolor sit amet, ceci n'est pas une image.\n" * 20,
+        ("undecodable", "not a recognised image format"),
+    ),
+    "truncated-jpeg": (
+        lambda: encode(cat(), "JPEG")[:3000],
+        ("undecodable", "truncated"),
+    ),
+    "jpeg-header-only": (jpeg_header_only, ("undecodable", "cannot decode image")),
+    "png-bomb-30000x30000": (
+        png_bomb,
+        ("too_many_pixels", "image is 900.0 megapixels, above the limit of 50.0 megapixels"),
+    ),
+    "strip-5000x1": (lambda: encode(gradient(5000, 1), "PNG"), None),
+    "jpeg-24-megapixels": (lambda: encode(gradient(6000, 4000), "JPEG", quality=85), None),
+    "jpeg-cmyk": (lambda: encode(cat().convert("CMYK"), "JPEG"), None),
+    "png-16-bit": (sixteen_bit_png, None),
+    "gif-palette": (lambda: encode(cat().convert("P"), "GIF"), None),
+    "png-rgba": (rgba_png, None),
+    "webp": (lambda: encode(cat(), "WEBP", quality=80), None),
+    "bmp": (lambda: encode(cat(), "BMP"), None),
+    "jpeg-exif-rotated": (exif_rotated_jpeg, None),
+}
+
+
+# --- helpers --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bounded(server) -> TricolorClient:
+    """A client that gives up after REQUEST_BOUND_S: a hang fails the test, not CI."""
+    with TricolorClient(server.grpc_url, timeout_s=REQUEST_BOUND_S) as tricolor_client:
+        yield tricolor_client
+
+
+def served_tensors(server, images: list[bytes]) -> np.ndarray:
+    """`preprocess` called directly: the FP32 tensors resnet50 would get."""
+    data = np.array(images, dtype=np.object_).reshape(-1, 1)
+    image_input = grpcclient.InferInput("IMAGE", list(data.shape), "BYTES")
+    image_input.set_data_from_numpy(data)
+    with grpcclient.InferenceServerClient(server.grpc_url) as raw:
+        result = raw.infer(
+            "preprocess",
+            [image_input],
+            outputs=[grpcclient.InferRequestedOutput("preprocessed_image")],
+            client_timeout=REQUEST_BOUND_S,
+        )
+    return result.as_numpy("preprocessed_image")
+
+
+def local_tensor(image: bytes) -> np.ndarray:
+    return normalise([preprocess(image, RESIZE_SIZE, THUMBNAIL_SIZE, Limits()).crop])[0]
+
+
+def scrape(server, name: str, **labels: str) -> float:
+    with urllib.request.urlopen(server.metrics_url, timeout=5) as response:
+        text = response.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items())
+    )
+
+
+def preprocess_stubs(server) -> list[int]:
+    pids = [pid for pid, model in stub_processes(server).items() if model == "preprocess"]
+    assert pids, "no preprocess stub found"
+    return pids
+
+
+# --- each hostile input, end to end ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_input_gets_an_answer_or_a_clear_error(server, bounded, case: str) -> None:
+    factory, refusal = HOSTILE[case]
+    image = factory()
+    stubs = preprocess_stubs(server)
+    baseline = {pid: memory_kib(pid) for pid in stubs}
+    for pid in stubs:  # reset the peak-RSS counter (VmHWM) to now
+        Path(f"/proc/{pid}/clear_refs").write_text("5")
+    started = time.monotonic()
+    result = bounded.classify_one(image, case)
+    elapsed = time.monotonic() - started
+    peak_growth_mib = max(memory_kib(pid, "VmHWM") - baseline[pid] for pid in stubs) / 1024
+
+    assert elapsed < REQUEST_BOUND_S, elapsed
+    if refusal is None:
+        assert result.error is None, result.error
+        assert len(result.labels) == 5 and result.color_rgb.startswith("#")
+        # the answer is the right one: the served tensor is what preprocess computes here
+        np.testing.assert_allclose(served_tensors(server, [image])[0], local_tensor(image))
+    else:
+        reason, words = refusal
+        assert result.error is not None
+        assert "row 0: " in result.error and words in result.error, result.error
+    if case == "png-bomb-30000x30000":
+        # refused from the header: decoding it would take 900 MB (2.7 GB as RGB)
+        assert peak_growth_mib < 32, peak_growth_mib
+        assert elapsed < 2.0, elapsed
+    if case == "strip-5000x1":
+        # only the crop window is resampled: no 1.16 M x 232 intermediate image
+        assert peak_growth_mib < 32, peak_growth_mib
+        assert elapsed < 5.0, elapsed
+    if case == "jpeg-24-megapixels":
+        assert peak_growth_mib < 400, peak_growth_mib  # 72 MB of RGB, plus PIL's copies
+    assert bounded.is_ready()
+
+
+def test_exif_orientation_is_applied_by_the_server(server) -> None:
+    tagged = exif_rotated_jpeg()
+    with Image.open(io.BytesIO(tagged)) as stored:  # the pixels as stored, sideways
+        upright = stored.convert("RGB").transpose(Image.Transpose.ROTATE_270)
+    assert upright.size == (300, 451)
+    served_tagged, served_upright, served_sideways = served_tensors(
+        server, [tagged, encode(upright, "PNG"), encode(cat(), "PNG")]
+    )
+    np.testing.assert_allclose(served_tagged, served_upright, atol=1e-6)
+    assert np.abs(served_tagged - served_sideways).max() > 1.0  # orientation made a difference
+
+
+def test_a_batch_of_64_images_in_one_request(bounded) -> None:
+    unique = [*photo_bytes().values(), *generated_images().values()]
+    images = [unique[row % len(unique)] for row in range(64)]
+    alone = [bounded.classify_one(image) for image in unique]
+    started = time.monotonic()
+    together = bounded.classify_batch(images, [str(row) for row in range(64)])
+    assert time.monotonic() - started < REQUEST_BOUND_S
+    assert len(together) == 64
+    for row, result in enumerate(together):
+        expected = alone[row % len(unique)]
+        assert result.class_ids[0] == expected.class_ids[0], row
+        np.testing.assert_allclose(result.scores, expected.scores, rtol=1e-4, atol=1e-5)
+        assert result.color_rgb == expected.color_rgb
+
+
+@pytest.mark.parametrize("model", ["classify", "preprocess"])
+def test_a_request_with_zero_rows_is_refused_clearly(server, bounded, model: str) -> None:
+    """Triton itself refuses a [0, 1] BYTES input before any model runs."""
+    image_input = grpcclient.InferInput("IMAGE", [0, 1], "BYTES")
+    image_input.set_data_from_numpy(np.zeros((0, 1), dtype=np.object_))
+    with grpcclient.InferenceServerClient(server.grpc_url) as raw:
+        with pytest.raises(InferenceServerException) as refused:
+            raw.infer(model, [image_input], client_timeout=REQUEST_BOUND_S)
+    assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"
+    assert "expected 1 string elements for inference input 'IMAGE'" in refused.value.message()
+    assert "got 0" in refused.value.message()
+    assert bounded.is_ready()
+
+
+# --- isolation: good and bad interleaved, batched together ----------------------------------
+
+
+def test_good_and_bad_requests_interleaved_from_many_threads(server, bounded) -> None:
+    good = {**photo_bytes(), **generated_images()}
+    bad = [b"", b"not an image", encode(cat(), "JPEG")[:2000], png_bomb(), jpeg_header_only()]
+    expected = {name: bounded.classify_one(image, name) for name, image in good.items()}
+    decoded_before = scrape(server, "tricolor_decoded_images_total")
+    work = []
+    for round_ in range(4):
+        for index, (name, image) in enumerate(good.items()):
+            work.append((name, image))
+            work.append((f"bad-{round_}-{index}", bad[(round_ + index) % len(bad)]))
+    # 16 threads against 2 preprocess instances: the dynamic batcher mixes good and bad
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(lambda item: bounded.classify_one(item[1], item[0]), work))
+    for (name, _), result in zip(work, results, strict=True):
+        if name.startswith("bad-"):
+            assert result.error is not None and "row 0: " in result.error, result
+            continue
+        assert result.error is None, (name, result.error)
+        assert result.class_ids == expected[name].class_ids, name
+        np.testing.assert_allclose(result.scores, expected[name].scores, rtol=1e-4, atol=1e-5)
+        assert result.color_rgb == expected[name].color_rgb
+    good_count = sum(not name.startswith("bad-") for name, _ in work)
+    assert scrape(server, "tricolor_decoded_images_total") - decoded_before == good_count
+    # the batcher really mixed them: some preprocess execute calls held several requests
+    executions = scrape(server, "nv_inference_exec_count", model="preprocess")
+    requests = scrape(server, "nv_inference_request_success", model="preprocess") + scrape(
+        server, "nv_inference_request_failure", model="preprocess"
+    )
+    assert executions < requests
+    assert bounded.is_ready()
+
+
+# --- metrics: each refusal reason has its own series ----------------------------------------
+
+
+def test_each_refusal_reason_increments_its_own_counter(server, bounded) -> None:
+    max_bytes = Limits().max_encoded_bytes
+    by_reason = {
+        "empty": b"",
+        "too_large": b"\xff\xd8\xff\xe0" + bytes(max_bytes),
+        "too_many_pixels": png_bomb(),
+        "undecodable": b"garbage",
+    }
+    name = "tricolor_rejected_images_total"
+    before = {reason: scrape(server, name, reason=reason) for reason in by_reason}
+    for reason, image in by_reason.items():
+        for _ in range(2 if reason == "undecodable" else 1):
+            assert bounded.classify_one(image, reason).error is not None
+    after = {reason: scrape(server, name, reason=reason) for reason in by_reason}
+    increments = {reason: after[reason] - before[reason] for reason in by_reason}
+    assert increments == {"empty": 1, "too_large": 1, "too_many_pixels": 1, "undecodable": 2}
+    assert scrape(server, name, reason="undecodable", model="preprocess", version="1") > 0
+
+
+# --- exposure: what the default launcher opens ----------------------------------------------
+
+
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_model_control_is_refused_over_the_api_by_default(server, bounded, protocol) -> None:
+    module, url = (
+        (grpcclient, server.grpc_url) if protocol == "grpc" else (httpclient, server.http_url)
+    )
+    raw = module.InferenceServerClient(url)
+    try:
+        for action in (raw.unload_model, raw.load_model):
+            with pytest.raises(InferenceServerException) as refused:
+                action("classify")
+            assert "explicit model load / unload is not allowed" in refused.value.message()
+        assert raw.is_model_ready("classify") and raw.is_model_ready("preprocess")
+    finally:
+        raw.close()
+    assert bounded.is_ready()
+
+
+def listening_addresses(port: int) -> list[str]:
+    """Local addresses of the LISTEN sockets on `port` (IPv4 and IPv6), from /proc/net."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            address, hex_port = fields[1].split(":")
+            if int(hex_port, 16) == port and fields[3] == "0A":  # 0A: TCP_LISTEN
+                found.append(address)
+    return found
+
+
+def is_loopback(hex_address: str) -> bool:
+    if len(hex_address) == 8:  # IPv4, little-endian: 127.x.x.x ends in 7F
+        return hex_address.endswith("7F")
+    words = [hex_address[i : i + 8] for i in range(0, 32, 8)]  # IPv6, 4 little-endian words
+    v4_mapped = words[:2] == ["00000000", "00000000"] and words[2] == "FFFF0000"
+    return (v4_mapped and words[3].endswith("7F")) or words == ["00000000"] * 3 + ["01000000"]
+
+
+def test_every_port_listens_on_loopback_only(server) -> None:
+    ports = server.options.ports
+    for port in (ports.http, ports.grpc, ports.metrics):
+        addresses = listening_addresses(port)
+        assert addresses, f"nothing listens on {port}"
+        assert all(is_loopback(address) for address in addresses), (port, addresses)

@@ -1,0 +1,111 @@
+"""CI smoke of the perf scripts (seconds, not a benchmark) and of the custom metrics.
+
+The real load runs are `make perf`; here: the input data is well-formed, perf_analyzer runs
+for a moment at concurrency 1 against the session server, its CSV parses, a plot renders, and
+the custom series on the metrics endpoint move after requests.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import struct
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tricolor.settings import PROJECT_ROOT
+
+from conftest import ARTIFACTS, generated_images
+
+sys.path.insert(0, str(PROJECT_ROOT / "perf"))
+
+pytestmark = pytest.mark.integration
+
+
+def scrape(url: str) -> dict[str, float]:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        text = response.read().decode()
+    series = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            series[name] = float(value)
+    return series
+
+
+def total(series: dict[str, float], pattern: str) -> float:
+    regex = re.compile(pattern)
+    return sum(value for name, value in series.items() if regex.fullmatch(name))
+
+
+def test_input_data_is_serialised_bytes(tmp_path: Path) -> None:
+    from make_inputs import generate
+
+    paths = generate(PROJECT_ROOT.parent / "shared" / "images", tmp_path, limit=2)
+    entry = json.loads(paths["classify"].read_text())["data"][0]["IMAGE"]
+    raw = base64.b64decode(entry["b64"])
+    (length,) = struct.unpack("<I", raw[:4])
+    assert length == len(raw) - 4 and entry["shape"] == [1]
+    tensor = json.loads(paths["resnet50"].read_text())["data"][0]["input"]
+    assert len(base64.b64decode(tensor["b64"])) == 3 * 224 * 224 * 4
+
+
+def test_perf_analyzer_csv_and_plots(server, tmp_path: Path) -> None:
+    from analyzer import measure
+    from make_inputs import generate
+    from plots import breakdown_plot, latency_plot
+
+    inputs = generate(PROJECT_ROOT.parent / "shared" / "images", tmp_path / "inputs", limit=3)
+    result = measure(
+        model="classify",
+        grpc_url=server.grpc_url,
+        http_url=server.http_url,
+        metrics_url=server.metrics_url.removeprefix("http://"),
+        input_data=inputs["classify"],
+        out_csv=ARTIFACTS / "perf-smoke" / "classify_c1.csv",
+        level=1,
+        measurement_ms=1500,
+        stability=999,
+        max_trials=3,
+        timeout_s=240,
+    )
+    assert result.throughput > 0
+    assert result.row["p99 latency"] >= result.row["p50 latency"] > 0
+    assert {"preprocess", "resnet50", "postprocess"} <= set(result.models)
+    assert result.models["preprocess"]["compute_infer_ms"] > 0
+    row = {"run": "smoke", "level": 1, "load": "", **result.__dict__}
+    latency_plot("smoke", [row], tmp_path / "latency.png")
+    breakdown_plot("smoke", [row], tmp_path / "breakdown.png")
+    for name in ("latency.png", "breakdown.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"
+
+
+def test_custom_metrics_move(server, client) -> None:
+    before = scrape(server.metrics_url)
+    images = generated_images()
+    refused = b"definitely not an image"
+    payloads = {**images, "broken.bin": refused}
+    results = client.classify_many(list(payloads.values()), list(payloads))
+    assert sum(result.error is None for result in results) == len(images)
+    after = scrape(server.metrics_url)
+
+    def moved(pattern: str) -> float:
+        return total(after, pattern) - total(before, pattern)
+
+    assert moved(r"tricolor_decoded_images_total\{.*\}") >= len(images)
+    assert moved(r"tricolor_decode_seconds_total\{.*\}") > 0
+    assert moved(r'tricolor_rejected_images_total\{.*reason="undecodable".*\}') >= 1
+    # histograms: one observation per image, in cumulative buckets with +Inf = count
+    assert moved(r"tricolor_top1_confidence_count\{.*\}") >= len(images)
+    assert moved(r'tricolor_top1_confidence_bucket\{.*le="\+Inf".*\}') >= len(images)
+    assert moved(r"tricolor_decode_seconds_count\{.*\}") >= len(images) + 1
+    assert 0 < moved(r"tricolor_top1_confidence_sum\{.*\}") <= len(images)
+    # Triton's own counters on the same endpoint
+    assert moved(r'nv_inference_request_success\{.*model="classify".*\}') >= len(images)
+    # random weights are far below second_look_below: the second look ran (with real weights
+    # some photos are confident enough; then the counter may stay)
+    assert "tricolor_second_looks_total" in " ".join(after)

@@ -1,0 +1,244 @@
+"""The Gradio UI (ui/app.py, run from .venv-ui) against the real server: its API through
+gradio_client, its page in a real headless chromium (Debian's, driven by Playwright)."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from tricolor.client import Classification, ModelTimes, TricolorClient
+from tricolor.launcher import TritonServer
+from tricolor.settings import PROJECT_ROOT
+
+from conftest import ARTIFACTS, encode, free_ports, photo_bytes
+
+sys.path.insert(0, str(PROJECT_ROOT / "ui"))
+import views  # noqa: E402 (ui/ is not a package; the app imports it the same way)
+
+UI_PYTHON = PROJECT_ROOT / ".venv-ui" / "bin" / "python"
+UI_APP = PROJECT_ROOT / "ui" / "app.py"
+CHROMIUM = Path("/usr/bin/chromium")
+README_SCREENSHOT = PROJECT_ROOT / "docs" / "ui.png"
+
+
+def start_ui(triton_url: str, log_name: str, temp_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The app as `make demo` runs it, on a free port; returns once it serves its page."""
+    if not UI_PYTHON.exists():
+        pytest.fail(f"{UI_PYTHON} is missing: run `make setup`")
+    (port,) = free_ports(1)
+    ARTIFACTS.mkdir(exist_ok=True)
+    env = {**os.environ, "GRADIO_TEMP_DIR": str(temp_dir)}
+    with (ARTIFACTS / log_name).open("wb") as log:
+        process = subprocess.Popen(
+            [str(UI_PYTHON), str(UI_APP), "--port", str(port), "--triton-url", triton_url],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the UI exited with code {process.returncode}; see {log_name}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                if response.status == 200:
+                    return process, url
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.5)
+    process.terminate()
+    pytest.fail(f"the UI did not answer at {url} within 120 s")
+
+
+def stop_ui(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def ui_url(server: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    process, url = start_ui(server.grpc_url, "ui.log", tmp_path_factory.mktemp("gradio"))
+    yield url
+    stop_ui(process)
+
+
+@pytest.fixture(scope="module")
+def ui_client(ui_url: str) -> Client:
+    return Client(ui_url, verbose=False, download_files=False)
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("photos")
+    paths = {}
+    for name, data in photo_bytes().items():
+        paths[name] = folder / name
+        paths[name].write_bytes(data)
+    return paths
+
+
+def _result(**fields: object) -> Classification:
+    base: dict[str, object] = {
+        "path": "cat.png",
+        "labels": ["tabby", "tiger cat"],
+        "scores": [0.75, 0.25],
+        "class_ids": [281, 282],
+        "color_rgb": "#FF8000",
+        "color_ryb": "#FC600A",
+        "color_rgb_name": "orange",
+        "color_ryb_name": "red-orange",
+        "weights": "imagenet1k_v2",
+        "latency_ms": 12.5,
+    }
+    return Classification(**{**base, **fields})
+
+
+def test_views_show_colours_labels_and_breakdown() -> None:
+    result = _result()
+    assert views.confidences(result) == {"tabby": 0.75, "tiger cat": 0.25}
+    colours = views.colours_html(result)
+    assert "#FF8000" in colours and "orange" in colours and "#FC600A" in colours
+    delta = {"resnet50": ModelTimes(requests=2, compute_infer_ns=30_000_000)}
+    details = views.details_markdown(result, delta)
+    assert "| resnet50 | 2 | 0.0 | 0.0 | 15.0 | 0.0 | 0.0 |" in details
+    assert "| preprocess | 0 | – |" in details  # no traffic: no average
+    assert "12.5 ms" in details and "mean nothing" not in details
+    assert views.api_payload(result)["name"] == "cat.png"
+    assert "path" not in views.api_payload(result)  # gradio_client would fetch it as a file
+
+
+def test_views_warn_about_random_weights() -> None:
+    for weights in ("random", "random_fallback"):
+        assert "mean nothing" in views.details_markdown(_result(weights=weights), {})
+        assert "mean nothing" in views.status_markdown("h:1", ready=True, weights=weights)
+    assert views.weights_warning("imagenet1k_v2") == ""
+    down = views.status_markdown("h:1", ready=False, error="connection refused")
+    assert "not reachable" in down and "connection refused" in down
+
+
+@pytest.mark.integration
+def test_classify_api_equals_tritonclient(
+    ui_client: Client, client: TricolorClient, photos: dict[str, Path]
+) -> None:
+    for name in ("chelsea.png", "coffee.png"):
+        label, colours, details, payload = ui_client.predict(
+            handle_file(str(photos[name])), api_name="/classify"
+        )
+        direct = client.classify_one(photos[name].read_bytes(), name)
+        assert direct.error is None
+        for field in ("labels", "class_ids", "color_rgb", "color_ryb", "second_look", "weights"):
+            assert payload[field] == getattr(direct, field), field
+        assert payload["color_rgb_name"] == direct.color_rgb_name
+        assert payload["color_ryb_name"] == direct.color_ryb_name
+        assert payload["scores"] == pytest.approx(direct.scores, abs=1e-6)
+        assert label["label"] == direct.labels[0]
+        assert [item["label"] for item in label["confidences"]] == direct.labels
+        assert direct.color_rgb in colours and direct.color_ryb in colours
+        assert "| resnet50 |" in details and "Round trip" in details
+
+
+@pytest.mark.integration
+def test_classify_api_shows_the_servers_reason(ui_client: Client, tmp_path: Path) -> None:
+    huge = tmp_path / "huge.png"  # 60 megapixels of black: a few kB, above max_decoded_pixels
+    huge.write_bytes(encode(Image.fromarray(np.zeros((6000, 10000), np.uint8)), "PNG"))
+    with pytest.raises(AppError, match="refused this image: .*megapixels"):
+        ui_client.predict(handle_file(str(huge)), api_name="/classify")
+
+
+@pytest.mark.integration
+def test_several_images_at_once(
+    ui_client: Client, client: TricolorClient, photos: dict[str, Path], tmp_path: Path
+) -> None:
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(photos["rocket.png"].read_bytes()[:200])
+    files = [photos["chelsea.png"], photos["astronaut.png"], broken]
+    gallery, table = ui_client.predict(
+        [handle_file(str(path)) for path in files], api_name="/classify_many"
+    )
+    assert len(gallery) == 2  # the refused image is listed in the table only
+    for path in files[:2]:
+        direct = client.classify_one(path.read_bytes(), path.name)
+        assert direct.color_rgb in table and direct.labels[0] in table
+    assert "broken.jpg" in table and "refused" in table
+
+
+@pytest.mark.integration
+def test_server_down_is_a_message_not_a_traceback(
+    tmp_path_factory: pytest.TempPathFactory, photos: dict[str, Path]
+) -> None:
+    (dead_port,) = free_ports(1)
+    process, url = start_ui(
+        f"127.0.0.1:{dead_port}", "ui-server-down.log", tmp_path_factory.mktemp("gradio")
+    )
+    try:
+        down = Client(url, verbose=False, download_files=False)
+        assert "not reachable" in down.predict(api_name="/status")
+        with pytest.raises(AppError, match="Triton is not reachable at 127.0.0.1"):
+            down.predict(handle_file(str(photos["chelsea.png"])), api_name="/classify")
+    finally:
+        stop_ui(process)
+
+
+def _readme_png(screenshot: bytes) -> bytes:
+    """The screenshot as a small palette PNG, for the README."""
+    image = Image.open(io.BytesIO(screenshot)).convert("RGB")
+    image = image.resize((image.width * 3 // 4, image.height * 3 // 4), Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    image.quantize(colors=128, method=Image.Quantize.MEDIANCUT).save(
+        buffer, format="PNG", optimize=True
+    )
+    return buffer.getvalue()
+
+
+@pytest.mark.integration
+@pytest.mark.browser
+def test_browser_upload_shows_labels_and_colours(
+    ui_url: str, client: TricolorClient, photos: dict[str, Path]
+) -> None:
+    from playwright.sync_api import expect, sync_playwright  # noqa: PLC0415 (browser tests only)
+
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does)")
+    photo = photos["chelsea.png"]
+    direct = client.classify_one(photo.read_bytes(), photo.name)
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(ui_url)
+            expect(page.locator("#status")).to_contain_text("ready", timeout=60_000)
+            page.locator("#image input[type=file]").set_input_files(str(photo))
+            page.locator("#classify").click()
+            colours = page.locator("#colours")
+            expect(colours).to_contain_text(direct.color_rgb, timeout=60_000)
+            expect(colours).to_contain_text(direct.color_ryb)
+            labels = page.locator("#labels")
+            for label in direct.labels:
+                expect(labels).to_contain_text(label)
+            expect(page.locator("#details")).to_contain_text("Round trip")
+            if direct.weights in views.RANDOM_WEIGHTS:
+                expect(page.locator("#status")).to_contain_text("mean nothing")
+            screenshot = page.screenshot(full_page=True)
+        finally:
+            browser.close()
+    (ARTIFACTS / "ui.png").write_bytes(screenshot)
+    if os.environ.get("UPDATE_SCREENSHOT"):
+        README_SCREENSHOT.parent.mkdir(exist_ok=True)
+        README_SCREENSHOT.write_bytes(_readme_png(screenshot))

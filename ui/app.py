@@ -1,0 +1,233 @@
+"""tricolor in the browser: a thin Gradio app; every inference runs in Triton (gRPC).
+
+.venv-ui/bin/python ui/app.py                # UI on 127.0.0.1:UI_PORT, Triton at TRITON_URL
+.venv-ui/bin/python ui/app.py --with-server  # also starts the embedded Triton (`make demo`)
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import gradio as gr
+from PIL import Image
+from tritonclient.utils import InferenceServerException
+
+from tricolor.client import Classification, ModelTimes, TricolorClient
+from tricolor.settings import (
+    DEFAULT_BIND_ADDRESS,
+    LOCAL_STATE_DIR,
+    PROJECT_ROOT,
+    default_triton_url,
+    ui_port,
+)
+
+import views
+
+MAX_UPLOAD_BYTES = 32 * 1024 * 1024  # the server's own `max_encoded_bytes` default
+MAX_BATCH_IMAGES = 32
+CSS = "#details th, #details td { white-space: nowrap; }"  # no "tot al" in narrow cells
+SERVE_COMMAND = [str(PROJECT_ROOT / ".venv" / "bin" / "tricolor"), "serve"]
+
+
+class Backend:
+    """The UI's only way to Triton: one `TricolorClient`, built on first use."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._client: TricolorClient | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> TricolorClient:
+        with self._lock:
+            if self._client is None:
+                self._client = TricolorClient(self.url)
+            return self._client
+
+    def unreachable(self) -> str:
+        return (
+            f"Triton is not reachable at {self.url} (TRITON_URL). Start it with `make serve`, "
+            "or run the UI with `make demo`."
+        )
+
+    def status(self) -> str:
+        """The status line, with one tiny inference to learn which weights are served."""
+        try:
+            version = self.client.server_version()
+            models = self.client.repository_index()
+        except InferenceServerException as exc:
+            return views.status_markdown(self.url, ready=False, error=exc.message())
+        ready = self.client.is_ready()
+        weights = ""
+        if ready:
+            probe = io.BytesIO()
+            Image.new("RGB", (32, 32), (128, 128, 128)).save(probe, format="PNG")
+            weights = self.client.classify_one(probe.getvalue(), "probe").weights
+        return views.status_markdown(
+            self.url, ready=ready, version=version, models=models, weights=weights
+        )
+
+    def classify(self, path: str) -> tuple[Classification, dict[str, ModelTimes]]:
+        """One image, with the per-model statistics of the interval around it."""
+        data = Path(path).read_bytes()
+        try:
+            before = self.client.inference_statistics()
+        except InferenceServerException as exc:
+            raise gr.Error(self.unreachable(), title="Server down") from exc
+        result = self.client.classify_one(data, Path(path).name)
+        if result.error is not None:
+            if not self.client.is_ready():
+                raise gr.Error(self.unreachable(), title="Server down")
+            raise gr.Error(f"The server refused this image: {result.error}", title="Refused")
+        after = self.client.inference_statistics()
+        return result, {name: after[name] - before[name] for name in after}
+
+
+def build_app(backend: Backend, examples: list[Path]) -> gr.Blocks:
+    """The page: status line, one-image tab (the `classify` API), several-images tab."""
+
+    def classify_image(path: str | None) -> tuple[dict[str, float], str, str, dict[str, object]]:
+        if not path:
+            raise gr.Error("Upload, paste or capture an image first.", title="No image")
+        result, delta = backend.classify(path)
+        return (
+            views.confidences(result),
+            views.colours_html(result),
+            views.details_markdown(result, delta),
+            views.api_payload(result),
+        )
+
+    def classify_images(paths: list[str] | None) -> tuple[list[tuple[str, str]], str]:
+        if not paths:
+            raise gr.Error("Choose one or more images first.", title="No images")
+        if len(paths) > MAX_BATCH_IMAGES:
+            raise gr.Error(f"At most {MAX_BATCH_IMAGES} images at once.", title="Too many")
+        if not backend.client.is_ready():
+            raise gr.Error(backend.unreachable(), title="Server down")
+        results = backend.client.classify_many(
+            [Path(path).read_bytes() for path in paths], [Path(path).name for path in paths]
+        )
+        gallery = [
+            (path, views.gallery_caption(result))
+            for path, result in zip(paths, results, strict=True)
+            if result.error is None
+        ]
+        return gallery, views.batch_table_html(results)
+
+    with gr.Blocks(title="tricolor", analytics_enabled=False) as app:
+        gr.Markdown(
+            "# tricolor\nResNet-50 labels and dominant colours, computed entirely in NVIDIA "
+            "Triton (`classify` ensemble: preprocess → resnet50 → postprocess)."
+        )
+        with gr.Row():
+            status = gr.Markdown("checking the server…", elem_id="status")
+            refresh = gr.Button("Refresh status", size="sm", scale=0)
+        with gr.Tab("One image"):
+            with gr.Row():
+                with gr.Column():
+                    image = gr.Image(
+                        type="filepath",
+                        image_mode=None,  # the file goes to Triton untouched
+                        sources=["upload", "clipboard", "webcam"],
+                        label="Image: upload, drop, paste or webcam",
+                        elem_id="image",
+                    )
+                    run = gr.Button("Classify", variant="primary", elem_id="classify")
+                    gr.Examples(examples=[[str(path)] for path in examples], inputs=[image])
+                with gr.Column():
+                    labels = gr.Label(num_top_classes=5, label="Top-k labels", elem_id="labels")
+                    colours = gr.HTML(label="Dominant colours", elem_id="colours")
+                    details = gr.Markdown(elem_id="details")
+                    with gr.Accordion("Raw response (the `classify` API)", open=False):
+                        raw = gr.JSON(label="classify")
+        with gr.Tab("Several images"):
+            files = gr.File(
+                file_count="multiple", file_types=["image"], type="filepath", label="Images"
+            )
+            run_many = gr.Button("Classify all", variant="primary", elem_id="classify-many")
+            gallery = gr.Gallery(label="Top label and colours", columns=4, elem_id="gallery")
+            table = gr.HTML(elem_id="batch-table")
+
+        run.click(
+            classify_image,
+            inputs=image,
+            outputs=[labels, colours, details, raw],
+            api_name="classify",
+        )
+        run_many.click(
+            classify_images, inputs=files, outputs=[gallery, table], api_name="classify_many"
+        )
+        refresh.click(backend.status, outputs=status, api_name="status")
+        app.load(backend.status, outputs=status, api_visibility="private")
+    return app
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def start_server(url: str, timeout_s: float = 180.0) -> subprocess.Popen[bytes]:
+    """`tricolor serve` from the serving venv; returns once `classify` is ready."""
+    process = subprocess.Popen(SERVE_COMMAND)
+    deadline = time.monotonic() + timeout_s
+    with TricolorClient(url) as client:
+        while not client.is_ready():
+            if process.poll() is not None:
+                raise SystemExit(f"tricolor serve exited with code {process.returncode}")
+            if time.monotonic() > deadline:
+                process.terminate()
+                raise SystemExit(f"Triton was not ready at {url} after {timeout_s:.0f} s")
+            time.sleep(0.5)
+    return process
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    process.wait()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--host",
+        default=os.environ.get("UI_HOST", DEFAULT_BIND_ADDRESS),
+        help="address to bind (default 127.0.0.1; 0.0.0.0 exposes the UI to the network)",
+    )
+    parser.add_argument("--port", type=int, default=ui_port(), help="default: UI_PORT or 7860")
+    parser.add_argument("--triton-url", default=default_triton_url(), help="gRPC host:port")
+    parser.add_argument(
+        "--with-server", action="store_true", help="start the embedded Triton too (make demo)"
+    )
+    args = parser.parse_args(argv)
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry, no version check
+    signal.signal(signal.SIGTERM, _interrupt)
+    server = start_server(args.triton_url) if args.with_server else None
+    try:
+        examples = views.example_images(LOCAL_STATE_DIR / "ui-examples")
+        build_app(Backend(args.triton_url), examples).launch(
+            server_name=args.host,
+            server_port=args.port,
+            max_file_size=MAX_UPLOAD_BYTES,
+            allowed_paths=[str(path) for path in examples],
+            show_error=True,
+            css=CSS,
+        )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if server is not None:
+            stop_server(server)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
