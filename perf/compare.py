@@ -1,6 +1,6 @@
 """A markdown table comparing experiment runs (`run.py --label X`), for perf/EXPERIMENTS.md.
 
-    .venv/bin/python perf/compare.py exp-A-baseline exp-B-r50-2x1 [--run classify_online]
+.venv/bin/python perf/compare.py exp-A-baseline exp-B-r50-2x1 [--run classify_online]
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image
 
 from tricolor.client import TricolorClient
-from tricolor.launcher import ServerOptions, TritonServer
+from tricolor.launcher import ServerOptions, TritonServer, python_stubs
 from tricolor.settings import PROJECT_ROOT, Ports
 
 
@@ -49,24 +49,9 @@ def rss_mib(pid: int) -> float:
 
 
 def processes(server_pid: int) -> dict[str, int]:
-    """{"tritonserver": pid, "preprocess_0": pid, ...}: the server and its stubs."""
-    found = {"tritonserver": server_pid}
-    counts: dict[str, int] = {}
-    for entry in sorted(Path("/proc").iterdir(), key=lambda p: p.name):
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = (entry / "status").read_text()
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        ppid = int(next(x for x in status.splitlines() if x.startswith("PPid:")).split()[1])
-        if ppid == server_pid and cmdline[0].endswith(b"triton_python_backend_stub"):
-            model = Path(cmdline[1].decode()).parent.parent.name
-            index = counts.get(model, 0)
-            counts[model] = index + 1
-            found[f"{model}_{index}"] = int(entry.name)
-    return found
+    """{"tritonserver": pid, "preprocess_0_0": pid, ...}: the server and its stubs."""
+    stubs = sorted(python_stubs(server_pid), key=lambda stub: stub.instance)
+    return {"tritonserver": server_pid, **{stub.instance: stub.pid for stub in stubs}}
 
 
 def encode(image: Image.Image, image_format: str) -> bytes:

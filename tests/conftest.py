@@ -16,7 +16,7 @@ import tritonclient.http as httpclient
 from PIL import Image
 
 from tricolor.client import TricolorClient
-from tricolor.launcher import ServerOptions, TritonServer
+from tricolor.launcher import ServerOptions, TritonServer, python_stubs
 from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT, Ports
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
@@ -154,23 +154,9 @@ def reference_outputs(paths: list[Path], resize_size: int = 232) -> dict[str, np
 
 
 def stub_processes(server: TritonServer) -> dict[int, str]:
-    """The server's Python-backend stub processes: {pid: model name}."""
+    """The server's live Python-backend stub processes: {pid: model name}."""
     assert server.process is not None
-    stubs = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = (entry / "status").read_text()
-            cmdline = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:  # gone meanwhile
-            continue
-        parent = next(line for line in status.splitlines() if line.startswith("PPid:"))
-        if int(parent.split()[1]) != server.process.pid or len(cmdline) < 2:
-            continue
-        if cmdline[0].endswith(b"triton_python_backend_stub"):
-            stubs[int(entry.name)] = Path(cmdline[1].decode()).parent.parent.name
-    return stubs
+    return {stub.pid: stub.model for stub in python_stubs(server.process.pid)}
 
 
 def memory_kib(pid: int, field: str = "VmRSS") -> int:

@@ -8,10 +8,15 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
+
+from tricolor.client import TricolorClient
+from tricolor.launcher import python_stubs
+from tricolor.settings import Ports
 
 from conftest import encode, free_ports, generated_images
 
@@ -85,31 +90,62 @@ def test_serve_reports_a_port_already_in_use() -> None:
     assert f"port {port} on 127.0.0.1 is already in use (HTTP_PORT)" in done.stderr
 
 
-def test_serve_says_where_it_listens_and_stops_cleanly_on_ctrl_c() -> None:
-    http, grpc, metrics = free_ports(3)
+@pytest.fixture
+def serving() -> Iterator[tuple[subprocess.Popen[str], Ports]]:
+    """`tricolor serve` as a user runs it, on free ports, read line by line."""
+    ports = Ports(*free_ports(3))
     env = {
         **os.environ,
-        "HTTP_PORT": str(http),
-        "GRPC_PORT": str(grpc),
-        "METRICS_PORT": str(metrics),
+        "HTTP_PORT": str(ports.http),
+        "GRPC_PORT": str(ports.grpc),
+        "METRICS_PORT": str(ports.metrics),
     }
     serve = subprocess.Popen(
         [*TRICOLOR, "serve"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
     try:
-        assert serve.stdout is not None
-        lines = []
-        for line in serve.stdout:
-            lines.append(line)
-            if line.startswith("tricolor ready"):
-                break
-        assert f"HTTP http://127.0.0.1:{http}" in lines[-1], "".join(lines[-20:])
-        assert f"gRPC 127.0.0.1:{grpc}" in lines[-1]
-        serve.send_signal(signal.SIGINT)
-        assert serve.wait(timeout=60) == 0
-        rest = serve.stdout.read()
-        assert "SIGINT, draining in-flight requests" in rest
-        assert "successfully unloaded 'classify'" in rest
+        yield serve, ports
     finally:
         serve.kill()
         serve.communicate()
+
+
+def read_until(serve: subprocess.Popen[str], prefix: str) -> list[str]:
+    assert serve.stdout is not None
+    lines = []
+    for line in serve.stdout:
+        lines.append(line)
+        if line.startswith(prefix):
+            return lines
+    raise AssertionError(f"no line starting {prefix!r}:\n{''.join(lines[-30:])}")
+
+
+def test_serve_says_where_it_listens_and_stops_cleanly_on_ctrl_c(serving) -> None:
+    serve, ports = serving
+    ready = read_until(serve, "tricolor ready")[-1]
+    assert f"HTTP http://127.0.0.1:{ports.http}" in ready
+    assert f"gRPC 127.0.0.1:{ports.grpc}" in ready
+    serve.send_signal(signal.SIGINT)
+    assert serve.wait(timeout=60) == 0
+    rest = serve.stdout.read()
+    assert "SIGINT, draining in-flight requests" in rest
+    assert "successfully unloaded 'classify'" in rest
+
+
+def test_serve_restarts_tritonserver_when_a_python_stub_dies(serving, images) -> None:
+    serve, ports = serving
+    read_until(serve, "tricolor ready")
+    (tritonserver,) = [
+        int(entry.name)
+        for entry in Path("/proc").iterdir()
+        if entry.name.isdigit()
+        and f"PPid:\t{serve.pid}\n" in (entry / "status").read_text(errors="replace")
+    ]
+    victim = next(stub for stub in python_stubs(tritonserver) if stub.model == "resnet50")
+    os.kill(victim.pid, signal.SIGKILL)
+    lines = read_until(serve, "tricolor ready")
+    assert any(f"stub(s) {victim.instance} died" in line for line in lines), lines[-30:]
+    with TricolorClient(f"127.0.0.1:{ports.grpc}") as client:
+        assert client.classify_one(images[0].read_bytes(), images[0].name).error is None
+    serve.send_signal(signal.SIGTERM)
+    assert serve.wait(timeout=60) == 0

@@ -73,7 +73,8 @@ def test_stub_killed_under_load_errors_not_hangs_then_recovers(fault_server, mod
     """Triton 2.51's Python backend does not restart a dead stub (python_backend PR #360
     removed that; server issue #8604) and keeps reporting the model ready: every request
     routed to the dead instance fails at once with "Stub process '<instance>' is not
-    healthy." Unloading and loading the model (model control on) starts fresh stubs."""
+    healthy." Unloading and loading the model (model control on) starts fresh stubs;
+    `tricolor serve` (model control off) restarts the server instead (test_cli.py)."""
     victims = [pid for pid, name in stub_processes(fault_server).items() if name == model]
     assert victims, f"no {model} stub"
     stop = threading.Event()

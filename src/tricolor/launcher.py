@@ -26,6 +26,7 @@ from tricolor.settings import DEFAULT_BIND_ADDRESS, LOCAL_STATE_DIR, MODEL_REPOS
 # the series whose sum is the number of requests queued or executing (see `drain`)
 IN_FLIGHT_SERIES = ("nv_inference_pending_request_count{", "tricolor_executing_requests{")
 DRAIN_IDLE_POLLS = 3
+STUB_CHECK_INTERVAL_S = 1.0
 
 
 class LauncherError(RuntimeError):
@@ -120,6 +121,37 @@ def check_port_free(address: str, port: int, variable: str) -> None:
                     f"{variable}={port + 100}"
                 ) from exc
             raise LauncherError(f"cannot bind {address}:{port} ({variable}): {exc}") from exc
+
+
+@dataclass(frozen=True)
+class Stub:
+    """A Python-backend stub process: one per model instance, started by tritonserver."""
+
+    pid: int
+    model: str
+    instance: str  # e.g. preprocess_0_1
+
+
+def python_stubs(server_pid: int) -> list[Stub]:
+    """The live (not zombie) stub processes of the tritonserver with PID `server_pid`."""
+    stubs = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            status = (entry / "status").read_text()
+            arguments = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile
+            continue
+        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+        if int(fields["PPid"]) != server_pid or fields["State"].strip().startswith("Z"):
+            continue
+        if arguments[0].endswith(b"triton_python_backend_stub") and len(arguments) > 9:
+            model_file = Path(arguments[1].decode())  # <repository>/<model>/<version>/model.py
+            stubs.append(
+                Stub(int(entry.name), model_file.parent.parent.name, arguments[8].decode())
+            )
+    return stubs
 
 
 @dataclass
@@ -306,6 +338,9 @@ def serve(options: ServerOptions) -> int:
     """Run in the foreground until Ctrl-C / SIGTERM; Triton's log goes to the terminal.
 
     The first signal drains in-flight requests, then stops Triton; a second one stops it now.
+    Triton 2.51 does not restart a Python-backend stub that dies (its model keeps claiming
+    to be ready while every request routed to it fails), so with model control off the
+    launcher watches the stubs and restarts the server when one is gone.
     """
     server = TritonServer(options)
     signals: list[int] = []
@@ -318,27 +353,42 @@ def serve(options: ServerOptions) -> int:
 
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
-    try:
-        server.start()
-        server.wait_ready(interrupted=lambda: bool(signals))
-    except LauncherError as exc:
-        print(f"tricolor: {exc}", file=sys.stderr, flush=True)
-        server.stop(drain=False)
-        return 1
-    if not signals:
+    watch_stubs = options.model_control == "none"
+    while not signals:
+        try:
+            server.start()
+            server.wait_ready(interrupted=lambda: bool(signals))
+        except LauncherError as exc:
+            print(f"tricolor: {exc}", file=sys.stderr, flush=True)
+            server.stop(drain=False)
+            return 1
+        if signals:
+            break
         print(ready_banner(server, options.address), flush=True)
-    assert server.process is not None
-    while not signals and server.process.poll() is None:
-        time.sleep(0.2)
+        assert server.process is not None
+        watched = {stub.instance for stub in python_stubs(server.process.pid)}
+        lost: set[str] = set()
+        while not signals and not lost and server.process.poll() is None:
+            time.sleep(STUB_CHECK_INTERVAL_S)
+            if watch_stubs:
+                lost = watched - {stub.instance for stub in python_stubs(server.process.pid)}
+        if not lost:
+            break
+        print(
+            f"\ntricolor: Python-backend stub(s) {', '.join(sorted(lost))} died and Triton does "
+            "not restart them: restarting tritonserver",
+            flush=True,
+        )
+        server.stop(drain=False)
     if not signals:
-        return server.process.returncode
+        return server.process.returncode if server.process is not None else 1
     print(
         f"\ntricolor: {signal.Signals(signals[0]).name}, draining in-flight requests "
         "(again to stop now), then stopping tritonserver",
         flush=True,
     )
     return_code = server.stop()
-    return 0 if return_code in (0, -signal.SIGTERM) else 1
+    return 0 if return_code in (0, -signal.SIGTERM, None) else 1
 
 
 def ready_banner(server: TritonServer, address: str) -> str:
