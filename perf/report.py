@@ -136,7 +136,8 @@ def main() -> None:
         "- load: perf_analyzer 2.51 (gRPC, `--input-data` from the real photos in "
         "../shared/images — 21 JPEG/PNG/BMP from 128 px to 1920 px; `resnet50` alone gets their"
         " ready FP32 tensors). Each level is its own perf_analyzer call with a "
-        "5 s window; latencies are client-side.",
+        "mean of 3 windows of 4 s (the stability check off: see perf/sweeps.toml); "
+        "latencies are client-side.",
         "",
     ]
     goals: list[str] = []

@@ -15,7 +15,6 @@ import io
 import os
 import platform
 import random
-import socket
 import subprocess
 import sys
 import threading
@@ -27,18 +26,7 @@ from PIL import Image
 
 from tricolor.client import TricolorClient
 from tricolor.launcher import ServerOptions, TritonServer, python_stubs
-from tricolor.settings import PROJECT_ROOT, Ports
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for probe in sockets:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in sockets]
-    finally:
-        for probe in sockets:
-            probe.close()
+from tricolor.settings import PROJECT_ROOT, Ports, free_ports
 
 
 def rss_mib(pid: int) -> float:

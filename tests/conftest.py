@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -17,7 +16,7 @@ from PIL import Image
 
 from tricolor.client import TricolorClient
 from tricolor.launcher import ServerOptions, TritonServer, python_stubs
-from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT, Ports
+from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT, Ports, free_ports
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 EXPORT_PYTHON = PROJECT_ROOT / ".venv-export" / "bin" / "python"
@@ -28,17 +27,6 @@ sys.path[:0] = [
     str(MODEL_REPOSITORY / "preprocess" / "1"),
     str(MODEL_REPOSITORY / "postprocess" / "1"),
 ]
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for probe in sockets:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in sockets]
-    finally:
-        for probe in sockets:
-            probe.close()
 
 
 def start_server(log_name: str, **options: object) -> TritonServer:

@@ -7,6 +7,7 @@ container) is used when the wheel is absent or when asked for.
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import os
 import shutil
@@ -27,6 +28,7 @@ from tricolor.settings import DEFAULT_BIND_ADDRESS, LOCAL_STATE_DIR, MODEL_REPOS
 IN_FLIGHT_SERIES = ("nv_inference_pending_request_count{", "tricolor_executing_requests{")
 DRAIN_IDLE_POLLS = 3
 STUB_CHECK_INTERVAL_S = 1.0
+PR_SET_PDEATHSIG = 1
 
 
 class LauncherError(RuntimeError):
@@ -40,6 +42,14 @@ class TritonInstallation:
     binary: Path
     backend_directory: Path
     library_path: list[Path] = field(default_factory=list)
+
+
+def _terminate_with_parent() -> None:
+    """In the child: SIGTERM when the thread that started it dies, so Triton is never orphaned.
+
+    (Linux `prctl(PR_SET_PDEATHSIG)`; start servers from a thread that outlives them.)
+    """
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _pytriton_root() -> Path | None:
@@ -240,6 +250,7 @@ class TritonServer:
             stdout=stdout,
             stderr=stderr,
             start_new_session=True,
+            preexec_fn=_terminate_with_parent,
         )
 
     def is_ready(self) -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,6 +43,18 @@ class Ports:
             grpc=_env_int("GRPC_PORT", DEFAULT_GRPC_PORT),
             metrics=_env_int("METRICS_PORT", DEFAULT_METRICS_PORT),
         )
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` loopback ports that nothing listens on now (tests and benchmarks)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for probe in sockets:
+            probe.bind(("127.0.0.1", 0))
+        return [probe.getsockname()[1] for probe in sockets]
+    finally:
+        for probe in sockets:
+            probe.close()
 
 
 def ui_port() -> int:
