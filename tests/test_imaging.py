@@ -54,6 +54,13 @@ def test_crop_is_bit_exact_without_draft(size, image_format) -> None:
     np.testing.assert_array_equal(result.crop, expected)
 
 
+def test_very_elongated_images_resample_only_the_kept_window() -> None:
+    image = photo(6000, 60)  # resizes to 23200 x 232: over MAX_RESIZED_PIXELS
+    result = preprocess(encode(image, "PNG"), 232, 64, LIMITS)
+    assert np.abs(result.crop.astype(int) - reference_crop(image)).max() <= 2
+    assert result.thumbnail.shape == (1, 64, 3)
+
+
 def test_draft_decodes_large_jpegs_reduced_and_stays_close() -> None:
     data = encode(photo(4000, 3000), "JPEG", quality=90)
     assert open_image(data, LIMITS, draft_to=464).image.size == (1000, 750)

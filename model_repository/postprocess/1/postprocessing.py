@@ -58,19 +58,21 @@ def palette_scores(thumbnails: np.ndarray, sizes: np.ndarray, palette: Palette) 
     """[N, len(palette)]: per image, the mean Euclidean RGB distance of its pixels to each colour.
 
     `thumbnails` is uint8 [N, S, S, 3] zero-padded; `sizes` [N, 2] gives each valid (h, w).
+    Squared distances come from one matrix product, |p|^2 - 2 p.c + |c|^2, in float64.
     """
     count, side = thumbnails.shape[0], thumbnails.shape[1]
     rows = np.arange(side)
     valid = (rows[None, :, None] < sizes[:, 0, None, None]) & (
         rows[None, None, :] < sizes[:, 1, None, None]
     )
-    pixels_per_image = np.maximum(valid.sum(axis=(1, 2)), 1)
-    pixels = thumbnails.astype(np.float64)
-    scores = np.empty((count, len(palette.hex_codes)))
-    for index, colour in enumerate(palette.rgb):
-        distance = np.sqrt(((pixels - colour) ** 2).sum(axis=-1))
-        scores[:, index] = (distance * valid).sum(axis=(1, 2)) / pixels_per_image
-    return scores
+    pixels = thumbnails.reshape(count, side * side, 3).astype(np.float64)
+    colours = palette.rgb.astype(np.float64)
+    squared = pixels @ (-2.0 * colours.T)  # [N, S*S, K], then in place: no temporaries
+    squared += np.einsum("npc,npc->np", pixels, pixels)[:, :, None]
+    squared += np.einsum("kc,kc->k", colours, colours)
+    distances = np.sqrt(np.maximum(squared, 0.0, out=squared), out=squared)
+    weights = valid.reshape(count, side * side).astype(np.float64)
+    return np.einsum("npk,np->nk", distances, weights) / np.maximum(weights.sum(axis=1), 1)[:, None]
 
 
 def dominant_colours(

@@ -10,6 +10,8 @@ Two measured shortcuts (perf/DECODE.md): a JPEG whose shorter side is at least
 (`Image.draft`), keeping at least `draft_factor` x `resize_size` pixels on the shorter side;
 and the EXIF rotation is applied to the small resized image instead of the decoded one.
 Everything else is bit-exact with torchvision; those two stay within a few levels of 255.
+A very elongated image (a 5000 x 1 strip would resize to 1.16 M x 232) is not resized whole:
+only the window the centre crop keeps is resampled, within 2 levels of the full resize.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from PIL import Image, UnidentifiedImageError
 
 CROP_SIZE = 224
 DEFAULT_DRAFT_FACTOR = 2
+# above this many resized pixels (a very long, thin image) only the cropped window is resampled
+MAX_RESIZED_PIXELS = 4_000_000
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # per channel, broadcast over [N, 3, H, W]; applied in torchvision's order for exact values
@@ -173,23 +177,51 @@ def preprocess(
     """Decode one image; return the uint8 centre crop and a thumbnail of the whole image."""
     decoded = open_image(data, limits, draft_to=draft_factor * resize_size)
     new_width, new_height = resized_size(*decoded.upright_size, resize_size)
-    transpose = TRANSPOSE_FOR_ORIENTATION.get(decoded.orientation)
-    swapped = decoded.orientation in (5, 6, 7, 8)
-    try:
-        resized = decoded.image.resize(
-            (new_height, new_width) if swapped else (new_width, new_height),
-            Image.Resampling.BILINEAR,
-            box=decoded.box,
-        )
-        if transpose is not None:
-            resized = resized.transpose(transpose)
-        thumbnail = shrink_to(resized, thumbnail_size)
-    except _DECODE_ERRORS as exc:
-        raise ImageRejected("undecodable", f"cannot resize image: {_describe(exc)}") from exc
     left = int(round((new_width - CROP_SIZE) / 2.0))  # torchvision's CenterCrop
     top = int(round((new_height - CROP_SIZE) / 2.0))
-    crop = np.asarray(resized)[top : top + CROP_SIZE, left : left + CROP_SIZE]
-    return Preprocessed(crop=crop, thumbnail=np.asarray(thumbnail))
+    try:
+        if new_width * new_height > MAX_RESIZED_PIXELS:
+            crop, thumbnail = _window(decoded, (new_width, new_height), (left, top))
+        else:
+            resized = _resize_upright(decoded, (new_width, new_height))
+            crop = np.asarray(resized)[top : top + CROP_SIZE, left : left + CROP_SIZE]
+            thumbnail = resized
+        thumbnail = shrink_to(thumbnail, thumbnail_size)
+    except _DECODE_ERRORS as exc:
+        raise ImageRejected("undecodable", f"cannot resize image: {_describe(exc)}") from exc
+    return Preprocessed(crop=np.asarray(crop), thumbnail=np.asarray(thumbnail))
+
+
+def _resize_upright(decoded: Decoded, size: tuple[int, int]) -> Image.Image:
+    """The whole image resized to `size` (upright); the EXIF rotation is done on the result."""
+    swapped = decoded.orientation in (5, 6, 7, 8)
+    resized = decoded.image.resize(
+        (size[1], size[0]) if swapped else size, Image.Resampling.BILINEAR, box=decoded.box
+    )
+    transpose = TRANSPOSE_FOR_ORIENTATION.get(decoded.orientation)
+    return resized.transpose(transpose) if transpose is not None else resized
+
+
+def _window(
+    decoded: Decoded, size: tuple[int, int], corner: tuple[int, int]
+) -> tuple[Image.Image, Image.Image]:
+    """Crop and thumbnail of a very elongated image without materialising its full resize.
+
+    PIL resamples only the source window the crop keeps (`box`): within 2 levels of resizing
+    everything (its fixed-point weights round differently), for a fraction of the memory.
+    """
+    transpose = TRANSPOSE_FOR_ORIENTATION.get(decoded.orientation)
+    upright = decoded.image.transpose(transpose) if transpose is not None else decoded.image
+    scale_x, scale_y = upright.width / size[0], upright.height / size[1]
+    left, top = corner
+    box = (
+        left * scale_x,
+        top * scale_y,
+        (left + CROP_SIZE) * scale_x,
+        (top + CROP_SIZE) * scale_y,
+    )
+    crop = upright.resize((CROP_SIZE, CROP_SIZE), Image.Resampling.BILINEAR, box=box)
+    return crop, upright
 
 
 def shrink_to(image: Image.Image, long_side: int) -> Image.Image:
