@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import socket
 import subprocess
 import sys
 from dataclasses import asdict
@@ -29,18 +28,7 @@ from make_inputs import generate
 from repository import prepare
 
 from tricolor.launcher import ServerOptions, TritonServer
-from tricolor.settings import Ports
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for probe in sockets:
-            probe.bind(("127.0.0.1", 0))
-        return [probe.getsockname()[1] for probe in sockets]
-    finally:
-        for probe in sockets:
-            probe.close()
+from tricolor.settings import Ports, free_ports
 
 
 def start_server(repository: Path, log: Path) -> TritonServer:
