@@ -27,24 +27,7 @@ from common import OUT_DIR, PERF_DIR, ROOT, SHARED_IMAGES, load_average, machine
 from make_inputs import generate
 from repository import prepare
 
-from tricolor.launcher import ServerOptions, TritonServer
-from tricolor.settings import Ports, free_ports
-
-
-def start_server(repository: Path, log: Path) -> TritonServer:
-    http, grpc, metrics = free_ports(3)
-    server = TritonServer(
-        ServerOptions(ports=Ports(http, grpc, metrics), model_repository=repository)
-    )
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with log.open("wb") as handle:
-        server.start(stdout=handle, stderr=subprocess.STDOUT)
-    try:
-        server.wait_ready(timeout_s=300)
-    except BaseException:
-        server.stop()
-        raise
-    return server
+from tricolor.launcher import TritonServer, start_on_free_ports
 
 
 def sweeps(
@@ -143,7 +126,9 @@ def main() -> None:
         "overrides": overrides,
         "load_start": load_average(),
     }
-    server = start_server(repository, out / "tritonserver.log")
+    server = start_on_free_ports(
+        out / "tritonserver.log", timeout_s=300, model_repository=repository
+    )
     try:
         summary["sweeps"] = sweeps(config, server, inputs, out, args.smoke, args.only, args.levels)
         if not args.smoke and not args.no_torchserve:

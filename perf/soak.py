@@ -15,7 +15,6 @@ import io
 import os
 import platform
 import random
-import subprocess
 import sys
 import threading
 import time
@@ -25,8 +24,8 @@ import numpy as np
 from PIL import Image
 
 from tricolor.client import TricolorClient
-from tricolor.launcher import ServerOptions, TritonServer, python_stubs
-from tricolor.settings import PROJECT_ROOT, Ports, free_ports
+from tricolor.launcher import python_stubs, start_on_free_ports
+from tricolor.settings import LOCAL_STATE_DIR, PROJECT_ROOT
 
 
 def rss_mib(pid: int) -> float:
@@ -87,12 +86,7 @@ def main() -> int:
 
     server = None
     if args.url is None:
-        http, grpc, metrics = free_ports(3)
-        server = TritonServer(ServerOptions(ports=Ports(http, grpc, metrics)))
-        (PROJECT_ROOT / ".tricolor").mkdir(exist_ok=True)  # git-ignored
-        log = (PROJECT_ROOT / ".tricolor" / "soak-tritonserver.log").open("wb")
-        server.start(stdout=log, stderr=subprocess.STDOUT)
-        server.wait_ready()
+        server = start_on_free_ports(LOCAL_STATE_DIR / "soak-tritonserver.log")  # git-ignored
         url = server.grpc_url
     else:
         url = args.url

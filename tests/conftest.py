@@ -15,8 +15,8 @@ import tritonclient.http as httpclient
 from PIL import Image
 
 from tricolor.client import TricolorClient
-from tricolor.launcher import ServerOptions, TritonServer, python_stubs
-from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT, Ports, free_ports
+from tricolor.launcher import TritonServer, metric_sum, python_stubs, start_on_free_ports
+from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 EXPORT_PYTHON = PROJECT_ROOT / ".venv-export" / "bin" / "python"
@@ -31,17 +31,12 @@ sys.path[:0] = [
 
 def start_server(log_name: str, **options: object) -> TritonServer:
     """A tritonserver on free loopback ports, its log under test-artifacts/."""
-    ARTIFACTS.mkdir(exist_ok=True)
-    http, grpc, metrics = free_ports(3)
-    server = TritonServer(ServerOptions(ports=Ports(http, grpc, metrics), **options))
-    with (ARTIFACTS / log_name).open("wb") as log:  # the child keeps its own descriptor
-        server.start(stdout=log, stderr=subprocess.STDOUT)
-    try:
-        server.wait_ready()
-    except BaseException:
-        server.stop()
-        raise
-    return server
+    return start_on_free_ports(ARTIFACTS / log_name, **options)
+
+
+def scrape(server: TritonServer, name: str, **labels: str) -> float:
+    """The sum of a metric's series on the server's metrics endpoint, filtered by labels."""
+    return metric_sum(server.metrics_text(), name, **labels)
 
 
 @pytest.fixture(scope="session")

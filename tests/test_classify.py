@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from conftest import (
     generated_images,
     photo_bytes,
     reference_outputs,
+    scrape,
     start_server,
 )
 from imaging import Limits, open_image
@@ -270,16 +270,6 @@ def test_oversize_encoded_image_is_refused_before_decoding(client: TricolorClien
     assert result.error is not None
     assert "max_encoded_bytes" in result.error and "row 0" in result.error
     assert client.is_ready()
-
-
-def scrape(server, name: str, **labels: str) -> float:
-    with urllib.request.urlopen(server.metrics_url, timeout=5) as response:
-        text = response.read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
-            total += float(line.rsplit(" ", 1)[1])
-    return total
 
 
 def test_metrics_endpoint_counts_requests_and_refusals(server, client: TricolorClient) -> None:

@@ -16,9 +16,9 @@ from PIL import Image
 
 from tricolor.client import TricolorClient
 from tricolor.launcher import python_stubs
-from tricolor.settings import Ports
+from tricolor.settings import Ports, free_ports
 
-from conftest import encode, free_ports, generated_images
+from conftest import encode, generated_images
 
 TRICOLOR = [sys.executable, "-m", "tricolor.cli"]
 

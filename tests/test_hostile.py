@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import struct
 import time
-import urllib.request
 import zlib
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
@@ -23,7 +22,14 @@ from tritonclient.utils import InferenceServerException
 
 from tricolor.client import TricolorClient
 
-from conftest import encode, generated_images, memory_kib, photo_bytes, stub_processes
+from conftest import (
+    encode,
+    generated_images,
+    memory_kib,
+    photo_bytes,
+    scrape,
+    stub_processes,
+)
 from imaging import IMAGENET_STD, Limits, normalise, preprocess
 
 pytestmark = pytest.mark.integration
@@ -154,16 +160,6 @@ def served_tensors(server, images: list[bytes]) -> np.ndarray:
 
 def local_tensor(image: bytes) -> np.ndarray:
     return normalise([preprocess(image, RESIZE_SIZE, THUMBNAIL_SIZE, Limits()).crop])[0]
-
-
-def scrape(server, name: str, **labels: str) -> float:
-    with urllib.request.urlopen(server.metrics_url, timeout=5) as response:
-        text = response.read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items())
-    )
 
 
 def preprocess_stubs(server) -> list[int]:

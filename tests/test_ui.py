@@ -21,9 +21,9 @@ from PIL import Image
 
 from tricolor.client import Classification, ModelTimes, TricolorClient
 from tricolor.launcher import TritonServer
-from tricolor.settings import PROJECT_ROOT
+from tricolor.settings import PROJECT_ROOT, free_ports
 
-from conftest import ARTIFACTS, encode, free_ports, photo_bytes
+from conftest import ARTIFACTS, encode, photo_bytes
 
 sys.path.insert(0, str(PROJECT_ROOT / "ui"))
 import views  # noqa: E402 (ui/ is not a package; the app imports it the same way)

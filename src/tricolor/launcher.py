@@ -22,10 +22,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tricolor.settings import DEFAULT_BIND_ADDRESS, LOCAL_STATE_DIR, MODEL_REPOSITORY, Ports
+from tricolor.settings import (
+    DEFAULT_BIND_ADDRESS,
+    LOCAL_STATE_DIR,
+    MODEL_REPOSITORY,
+    Ports,
+    free_ports,
+)
 
-# the series whose sum is the number of requests queued or executing (see `drain`)
-IN_FLIGHT_SERIES = ("nv_inference_pending_request_count{", "tricolor_executing_requests{")
+# the metrics whose sum is the number of requests queued or executing (see `drain`)
+IN_FLIGHT_METRICS = ("nv_inference_pending_request_count", "tricolor_executing_requests")
 DRAIN_IDLE_POLLS = 3
 STUB_CHECK_INTERVAL_S = 1.0
 PR_SET_PDEATHSIG = 1
@@ -131,6 +137,15 @@ def check_port_free(address: str, port: int, variable: str) -> None:
                     f"{variable}={port + 100}"
                 ) from exc
             raise LauncherError(f"cannot bind {address}:{port} ({variable}): {exc}") from exc
+
+
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    """Sum of the series of metric `name` (Prometheus text) whose labels include `labels`."""
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items())
+    )
 
 
 @dataclass(frozen=True)
@@ -278,6 +293,11 @@ class TritonServer:
         if not interrupted():
             raise LauncherError(f"tritonserver was not ready after {timeout_s:.0f} s")
 
+    def metrics_text(self) -> str:
+        """The metrics endpoint's Prometheus text; raises `OSError` when it cannot be read."""
+        with urllib.request.urlopen(self.metrics_url, timeout=2) as response:
+            return response.read().decode()
+
     def requests_in_flight(self) -> int | None:
         """Requests queued at or executing in any model; None when metrics cannot be read.
 
@@ -285,17 +305,10 @@ class TritonServer:
         `tricolor_executing_requests` gauge (each Python model's `execute`) the rest.
         """
         try:
-            with urllib.request.urlopen(self.metrics_url, timeout=2) as response:
-                text = response.read().decode()
-        except (urllib.error.URLError, OSError):
+            text = self.metrics_text()
+        except OSError:  # urllib's URLError included
             return None
-        return int(
-            sum(
-                float(line.rsplit(" ", 1)[1])
-                for line in text.splitlines()
-                if line.startswith(IN_FLIGHT_SERIES)
-            )
-        )
+        return int(sum(metric_sum(text, name) for name in IN_FLIGHT_METRICS))
 
     def drain(self, timeout_s: float) -> bool:
         """Wait until no request is queued or executing anywhere, at most `timeout_s`.
@@ -343,6 +356,20 @@ class TritonServer:
 
     def __exit__(self, *_exc: object) -> None:
         self.stop()
+
+
+def start_on_free_ports(log: Path, timeout_s: float = 180.0, **options: object) -> TritonServer:
+    """A ready tritonserver on free loopback ports, its output in `log` (tests, benchmarks)."""
+    server = TritonServer(ServerOptions(ports=Ports(*free_ports(3)), **options))
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("wb") as handle:  # the child keeps its own descriptor
+        server.start(stdout=handle, stderr=subprocess.STDOUT)
+    try:
+        server.wait_ready(timeout_s)
+    except BaseException:
+        server.stop(drain=False)
+        raise
+    return server
 
 
 def serve(options: ServerOptions) -> int:
