@@ -4,14 +4,12 @@ the per-model queue/compute breakdown from Triton's statistics API around it."""
 from __future__ import annotations
 
 import csv
-import json
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import perf_analyzer, perf_analyzer_env, run
 
-STAT_PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
+from tricolor.client import STAT_PHASES, ModelTimes, TricolorClient
 
 
 @dataclass
@@ -32,35 +30,31 @@ class Measurement:
         return self.row[column] / 1000.0
 
 
-def model_statistics(http_url: str) -> dict[str, dict]:
-    with urllib.request.urlopen(f"http://{http_url}/v2/models/stats", timeout=10) as response:
-        stats = json.load(response)["model_stats"]
-    return {entry["name"]: entry for entry in stats}
+def model_statistics(http_url: str) -> dict[str, ModelTimes]:
+    with TricolorClient(http_url, protocol="http") as client:
+        return client.inference_statistics()
 
 
-def breakdown(before: dict[str, dict], after: dict[str, dict]) -> dict[str, dict[str, float]]:
+def breakdown(
+    before: dict[str, ModelTimes], after: dict[str, ModelTimes]
+) -> dict[str, dict[str, float]]:
     """Per model: requests, executions, mean batch, and mean ms per request in each phase."""
     result = {}
     for name, end in after.items():
         start = before.get(name)
         if start is None:
             continue
-        successes = int(end["inference_stats"]["success"]["count"]) - int(
-            start["inference_stats"]["success"]["count"]
-        )
-        if successes <= 0:
+        delta = end - start
+        if delta.requests <= 0:
             continue
         entry = {
-            "requests": successes,
-            "executions": int(end["execution_count"]) - int(start["execution_count"]),
-            "inferences": int(end["inference_count"]) - int(start["inference_count"]),
+            "requests": delta.requests,
+            "executions": delta.executions,
+            "inferences": delta.inferences,
+            "mean_batch": delta.inferences / max(delta.executions, 1),
         }
-        entry["mean_batch"] = entry["inferences"] / max(entry["executions"], 1)
         for phase in ("success", *STAT_PHASES):
-            ns = int(end["inference_stats"][phase]["ns"]) - int(
-                start["inference_stats"][phase]["ns"]
-            )
-            entry[f"{phase}_ms"] = ns / successes / 1e6
+            entry[f"{phase}_ms"] = getattr(delta, f"{phase}_ns") / delta.requests / 1e6
         result[name] = entry
     return result
 

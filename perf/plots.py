@@ -18,7 +18,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
+from tricolor.client import STAT_PHASES  # noqa: E402
+
 COLOURS = {
     "queue": "#d62728",
     "compute_input": "#ff7f0e",
@@ -79,7 +80,7 @@ def breakdown_plot(name: str, rows: list[dict], path: Path) -> None:
                 continue
             x = index + offset * width
             bottom = 0.0
-            for phase in PHASES:
+            for phase in STAT_PHASES:
                 value = entry[f"{phase}_ms"]
                 ax.bar(
                     x,

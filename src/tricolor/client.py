@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, astuple, dataclass, field
+from dataclasses import asdict, astuple, dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ OUTPUTS = (
 )
 PROTOCOLS = ("grpc", "http")
 COMPOSING_MODELS = ("preprocess", "resnet50", "postprocess")
+STAT_PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
 
 
 @dataclass
@@ -65,7 +66,8 @@ class ModelTimes:
     """One model's cumulative counters from Triton's statistics API (all versions, in ns).
 
     `requests` and `success_ns` are successful requests and their total time in the server;
-    the other four split it. Subtract two snapshots to get the traffic in between.
+    the four phases split it. `executions` / `inferences` are model runs and the rows they
+    carried (their ratio is the mean batch). Subtract two snapshots for the traffic between.
     """
 
     requests: int = 0
@@ -74,6 +76,8 @@ class ModelTimes:
     compute_input_ns: int = 0
     compute_infer_ns: int = 0
     compute_output_ns: int = 0
+    executions: int = 0
+    inferences: int = 0
 
     def __sub__(self, earlier: ModelTimes) -> ModelTimes:
         return ModelTimes(*(a - b for a, b in zip(astuple(self), astuple(earlier), strict=True)))
@@ -91,16 +95,19 @@ class ModelState:
 
 def _model_times(model_stats: list[dict[str, Any]]) -> ModelTimes:
     """Sum the statistics of every version; gRPC's JSON omits zeros and spells int64 as str."""
-    totals = [0] * 6
+    totals = dict.fromkeys((field.name for field in fields(ModelTimes)), 0)
     for version in model_stats:
         stats = version.get("inference_stats", {})
-        success = stats.get("success", {})
-        values = [success.get("count", 0), success.get("ns", 0)] + [
-            stats.get(part, {}).get("ns", 0)
-            for part in ("queue", "compute_input", "compute_infer", "compute_output")
-        ]
-        totals = [total + int(value) for total, value in zip(totals, values, strict=True)]
-    return ModelTimes(*totals)
+        counts = {
+            "requests": stats.get("success", {}).get("count", 0),
+            "success_ns": stats.get("success", {}).get("ns", 0),
+            "executions": version.get("execution_count", 0),
+            "inferences": version.get("inference_count", 0),
+            **{f"{phase}_ns": stats.get(phase, {}).get("ns", 0) for phase in STAT_PHASES},
+        }
+        for key, value in counts.items():
+            totals[key] += int(value)
+    return ModelTimes(**totals)
 
 
 def _text(value: Any) -> str:
