@@ -19,8 +19,6 @@ def _parameter(parameters: dict, name: str, default: str) -> str:
 
 
 class TritonPythonModel:
-    _infer = None  # set by the OpenVINO runtime; ONNX Runtime otherwise
-
     def initialize(self, args: dict) -> None:
         config = json.loads(args["model_config"])
         parameters = config.get("parameters", {})
@@ -61,12 +59,11 @@ class TritonPythonModel:
 
     def _load_onnxruntime(self, model_path: Path, options) -> None:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(
-            str(model_path), options, providers=["CPUExecutionProvider"]
-        )
-        self.input_name = self.session.get_inputs()[0].name
-        self.num_classes = self.session.get_outputs()[0].shape[1]
-        metadata = self.session.get_modelmeta().custom_metadata_map
+        session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        input_name = session.get_inputs()[0].name
+        self.num_classes = session.get_outputs()[0].shape[1]
+        self._infer = lambda batch: session.run(["logits"], {input_name: batch})[0]
+        metadata = session.get_modelmeta().custom_metadata_map
         pb_utils.Logger.log_info(
             f"resnet50: ONNX Runtime {ort.__version__} on {model_path.name}, "
             f"{options.intra_op_num_threads} intra-op threads, weights "
@@ -132,9 +129,7 @@ class TritonPythonModel:
     def run(self, batch: np.ndarray) -> np.ndarray:
         if len(batch) == 0:
             return np.zeros((0, self.num_classes), dtype=np.float32)
-        if self._infer is not None:
-            return self._infer(batch)
-        return self.session.run(["logits"], {self.input_name: batch})[0]
+        return self._infer(batch)
 
     @staticmethod
     def _error(message: str):
