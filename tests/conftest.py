@@ -7,6 +7,8 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,7 +16,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from PIL import Image
 
-from tricolor.client import TricolorClient
+from tricolor.client import OUTPUTS, TricolorClient
 from tricolor.launcher import TritonServer, metric_sum, python_stubs, start_on_free_ports
 from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT
 
@@ -32,6 +34,28 @@ sys.path[:0] = [
 def start_server(log_name: str, **options: object) -> TritonServer:
     """A tritonserver on free loopback ports, its log under test-artifacts/."""
     return start_on_free_ports(ARTIFACTS / log_name, **options)
+
+
+def image_input(images: list[bytes], module: ModuleType = grpcclient) -> Any:
+    """The `IMAGE` input of `classify` / `preprocess`: one encoded image per row."""
+    data = np.array(images, dtype=np.object_).reshape(-1, 1)
+    tensor = module.InferInput("IMAGE", list(data.shape), "BYTES")
+    tensor.set_data_from_numpy(data)
+    return tensor
+
+
+def infer(
+    client: Any,
+    module: ModuleType,
+    images: list[bytes],
+    model: str = "classify",
+    outputs: tuple[str, ...] = OUTPUTS,
+    **options: object,
+) -> dict[str, np.ndarray]:
+    """A raw tritonclient request (gRPC or HTTP `module`) with the images as rows."""
+    requested = [module.InferRequestedOutput(name) for name in outputs]
+    result = client.infer(model, [image_input(images, module)], outputs=requested, **options)
+    return {name: result.as_numpy(name) for name in outputs}
 
 
 def scrape(server: TritonServer, name: str, **labels: str) -> float:

@@ -14,7 +14,7 @@ import tritonclient.http as httpclient
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-from tricolor.client import OUTPUTS, TricolorClient
+from tricolor.client import TricolorClient
 from tricolor.settings import MODEL_REPOSITORY
 
 from conftest import (
@@ -22,6 +22,7 @@ from conftest import (
     SHARED_IMAGES,
     encode,
     generated_images,
+    infer,
     photo_bytes,
     reference_outputs,
     scrape,
@@ -49,15 +50,6 @@ def parameter(model: str, name: str) -> str:
     match = re.search(rf'key: "{name}", value: {{ string_value: "([^"]*)" }}', config)
     assert match, f"{model}/config.pbtxt has no parameter {name}"
     return match.group(1)
-
-
-def infer(client, module, images: list[bytes], model: str = "classify", outputs=OUTPUTS):
-    data = np.array(images, dtype=np.object_).reshape(-1, 1)
-    image_input = module.InferInput("IMAGE", list(data.shape), "BYTES")
-    image_input.set_data_from_numpy(data)
-    requested = [module.InferRequestedOutput(name) for name in outputs]
-    result = client.infer(model, [image_input], outputs=requested)
-    return {name: result.as_numpy(name) for name in outputs}
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])

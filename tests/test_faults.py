@@ -13,7 +13,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
@@ -139,13 +138,6 @@ def test_sigterm_under_load_drains_in_flight_requests_then_exits() -> None:
         )
     finally:
         server.stop(drain=False)
-
-
-def image_input(images: list[bytes]) -> grpcclient.InferInput:
-    data = np.array(images, dtype=np.object_).reshape(-1, 1)
-    image = grpcclient.InferInput("IMAGE", list(data.shape), "BYTES")
-    image.set_data_from_numpy(data)
-    return image
 
 
 def test_soak_script_smoke(tmp_path) -> None:

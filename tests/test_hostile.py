@@ -25,6 +25,7 @@ from tricolor.client import TricolorClient
 from conftest import (
     encode,
     generated_images,
+    infer,
     memory_kib,
     photo_bytes,
     scrape,
@@ -145,17 +146,11 @@ def bounded(server) -> TricolorClient:
 
 def served_tensors(server, images: list[bytes]) -> np.ndarray:
     """`preprocess` called directly: the FP32 tensors resnet50 would get."""
-    data = np.array(images, dtype=np.object_).reshape(-1, 1)
-    image_input = grpcclient.InferInput("IMAGE", list(data.shape), "BYTES")
-    image_input.set_data_from_numpy(data)
     with grpcclient.InferenceServerClient(server.grpc_url) as raw:
-        result = raw.infer(
-            "preprocess",
-            [image_input],
-            outputs=[grpcclient.InferRequestedOutput("preprocessed_image")],
-            client_timeout=REQUEST_BOUND_S,
-        )
-    return result.as_numpy("preprocessed_image")
+        outputs = ("preprocessed_image",)
+        return infer(
+            raw, grpcclient, images, "preprocess", outputs, client_timeout=REQUEST_BOUND_S
+        )["preprocessed_image"]
 
 
 def local_tensor(image: bytes) -> np.ndarray:
