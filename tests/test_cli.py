@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -90,9 +94,32 @@ def test_serve_reports_a_port_already_in_use() -> None:
     assert f"port {port} on 127.0.0.1 is already in use (HTTP_PORT)" in done.stderr
 
 
+@dataclass
+class Serving:
+    """`tricolor serve` as a user runs it; a thread collects its output line by line."""
+
+    process: subprocess.Popen[str]
+    ports: Ports
+    lines: queue.Queue[str]
+
+    def read_until(self, text: str, timeout_s: float = 240.0) -> list[str]:
+        """The lines up to the first containing `text`; a failure, not a hang, after that."""
+        deadline, lines = time.monotonic() + timeout_s, []
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                line = self.lines.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if not line:  # the output ended
+                break
+            lines.append(line)
+            if text in line:
+                return lines
+        raise AssertionError(f"no line with {text!r}:\n{''.join(lines[-40:])}")
+
+
 @pytest.fixture
-def serving() -> Iterator[tuple[subprocess.Popen[str], Ports]]:
-    """`tricolor serve` as a user runs it, on free ports, read line by line."""
+def serving() -> Iterator[Serving]:
     ports = Ports(*free_ports(3))
     env = {
         **os.environ,
@@ -100,52 +127,51 @@ def serving() -> Iterator[tuple[subprocess.Popen[str], Ports]]:
         "GRPC_PORT": str(ports.grpc),
         "METRICS_PORT": str(ports.metrics),
     }
-    serve = subprocess.Popen(
+    process = subprocess.Popen(
         [*TRICOLOR, "serve"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
+    lines: queue.Queue[str] = queue.Queue()
+
+    def collect() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line)
+        lines.put("")
+
+    collector = threading.Thread(target=collect, daemon=True)
+    collector.start()
     try:
-        yield serve, ports
+        yield Serving(process, ports, lines)
     finally:
-        serve.kill()
-        serve.communicate()
+        process.kill()
+        process.wait()
+        collector.join(timeout=90)
+        process.stdout.close()
 
 
-def read_until(serve: subprocess.Popen[str], prefix: str) -> list[str]:
-    assert serve.stdout is not None
-    lines = []
-    for line in serve.stdout:
-        lines.append(line)
-        if line.startswith(prefix):
-            return lines
-    raise AssertionError(f"no line starting {prefix!r}:\n{''.join(lines[-30:])}")
+def test_serve_says_where_it_listens_and_stops_cleanly_on_ctrl_c(serving: Serving) -> None:
+    ready = serving.read_until("tricolor ready")[-1]
+    assert f"HTTP http://127.0.0.1:{serving.ports.http}" in ready
+    assert f"gRPC 127.0.0.1:{serving.ports.grpc}" in ready
+    serving.process.send_signal(signal.SIGINT)
+    assert serving.process.wait(timeout=60) == 0
+    serving.read_until("SIGINT, draining in-flight requests")
+    serving.read_until("successfully unloaded 'classify'")
 
 
-def test_serve_says_where_it_listens_and_stops_cleanly_on_ctrl_c(serving) -> None:
-    serve, ports = serving
-    ready = read_until(serve, "tricolor ready")[-1]
-    assert f"HTTP http://127.0.0.1:{ports.http}" in ready
-    assert f"gRPC 127.0.0.1:{ports.grpc}" in ready
-    serve.send_signal(signal.SIGINT)
-    assert serve.wait(timeout=60) == 0
-    rest = serve.stdout.read()
-    assert "SIGINT, draining in-flight requests" in rest
-    assert "successfully unloaded 'classify'" in rest
-
-
-def test_serve_restarts_tritonserver_when_a_python_stub_dies(serving, images) -> None:
-    serve, ports = serving
-    read_until(serve, "tricolor ready")
+def test_serve_restarts_tritonserver_when_a_python_stub_dies(serving: Serving, images) -> None:
+    serving.read_until("tricolor ready")
     (tritonserver,) = [
         int(entry.name)
         for entry in Path("/proc").iterdir()
         if entry.name.isdigit()
-        and f"PPid:\t{serve.pid}\n" in (entry / "status").read_text(errors="replace")
+        and f"PPid:\t{serving.process.pid}\n" in (entry / "status").read_text(errors="replace")
     ]
     victim = next(stub for stub in python_stubs(tritonserver) if stub.model == "resnet50")
     os.kill(victim.pid, signal.SIGKILL)
-    lines = read_until(serve, "tricolor ready")
+    lines = serving.read_until("tricolor ready")
     assert any(f"stub(s) {victim.instance} died" in line for line in lines), lines[-30:]
-    with TricolorClient(f"127.0.0.1:{ports.grpc}") as client:
+    with TricolorClient(f"127.0.0.1:{serving.ports.grpc}") as client:
         assert client.classify_one(images[0].read_bytes(), images[0].name).error is None
-    serve.send_signal(signal.SIGTERM)
-    assert serve.wait(timeout=60) == 0
+    serving.process.send_signal(signal.SIGTERM)
+    assert serving.process.wait(timeout=60) == 0

@@ -404,12 +404,14 @@ def serve(options: ServerOptions) -> int:
             break
         print(ready_banner(server, options.address), flush=True)
         assert server.process is not None
-        watched = {stub.instance for stub in python_stubs(server.process.pid)}
+        # by PID: a stub that died stays lost even if something starts another in its place
+        watched = {stub.pid: stub.instance for stub in python_stubs(server.process.pid)}
         lost: set[str] = set()
         while not signals and not lost and server.process.poll() is None:
             time.sleep(STUB_CHECK_INTERVAL_S)
             if watch_stubs:
-                lost = watched - {stub.instance for stub in python_stubs(server.process.pid)}
+                alive = {stub.pid for stub in python_stubs(server.process.pid)}
+                lost = {instance for pid, instance in watched.items() if pid not in alive}
         if not lost:
             break
         print(
