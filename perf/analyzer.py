@@ -1,15 +1,23 @@
-"""One perf_analyzer measurement: run it (`subprocess.run`, `-f` CSV), parse its CSV, and take
-the per-model queue/compute breakdown from Triton's statistics API around it."""
+"""One perf_analyzer measurement: run it (`subprocess.run`, `-f` CSV), parse its CSV, take the
+per-model queue/compute breakdown from Triton's statistics API around it, and the CPU time each
+process spent in it (tritonserver, each model's stubs, perf_analyzer itself) from /proc."""
 
 from __future__ import annotations
 
 import csv
+import os
+import resource
+import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from common import perf_analyzer, perf_analyzer_env, run
 
 from tricolor.client import STAT_PHASES, ModelTimes, TricolorClient
+from tricolor.launcher import python_stubs
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @dataclass
@@ -21,6 +29,9 @@ class Measurement:
     row: dict[str, float]  # perf_analyzer's CSV row (latencies in microseconds)
     models: dict[str, dict[str, float]] = field(default_factory=dict)  # per-model breakdown
     metrics_collected: bool = False
+    # CPU core-ms per image by process ("tritonserver", a model's stubs, "perf_analyzer")
+    cpu_ms_per_image: dict[str, float] = field(default_factory=dict)
+    cores_busy: float = 0.0  # their CPU seconds per wall second while perf_analyzer ran
 
     @property
     def throughput(self) -> float:
@@ -59,6 +70,38 @@ def breakdown(
     return result
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process `pid` (all its threads) so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def server_cpu_seconds(server_pid: int) -> Counter[str]:
+    """CPU seconds so far of tritonserver and of each model's stubs (summed over instances)."""
+    usage = Counter({"tritonserver": cpu_seconds(server_pid)})
+    for stub in python_stubs(server_pid):
+        usage[stub.model] += cpu_seconds(stub.pid)
+    return usage
+
+
+def client_cpu_seconds() -> float:
+    """CPU seconds of this process's finished children: perf_analyzer, once it has exited."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu_per_image(
+    before: Counter[str], after: Counter[str], images: int, seconds: float
+) -> tuple[dict[str, float], float]:
+    """Core-ms per image by process, and the cores they kept busy on average."""
+    spent = {name: after[name] - before.get(name, 0.0) for name in after}
+    per_image = {name: 1000 * value / max(images, 1) for name, value in spent.items()}
+    return per_image, sum(spent.values()) / seconds
+
+
 def parse_csv(path: Path) -> list[dict[str, float]]:
     rows = []
     with path.open() as handle:
@@ -91,6 +134,7 @@ def measure(
     stability: int = 15,
     max_trials: int = 6,
     timeout_s: float = 300,
+    server_pid: int | None = None,
 ) -> Measurement:
     """One level of one sweep; retried without `--collect-metrics` if that part fails."""
     level_text = f"{level:g}"
@@ -122,7 +166,13 @@ def measure(
     last = None
     for attempt in attempts:
         before = model_statistics(http_url)
+        cpu_before = server_cpu_seconds(server_pid) if server_pid else Counter()
+        cpu_before["perf_analyzer"] = client_cpu_seconds()
+        started = time.perf_counter()
         last = run(attempt, env=perf_analyzer_env(), timeout=timeout_s)
+        elapsed = time.perf_counter() - started
+        cpu_after = server_cpu_seconds(server_pid) if server_pid else Counter()
+        cpu_after["perf_analyzer"] = client_cpu_seconds()
         after = model_statistics(http_url)
         out_csv.with_suffix(".log").write_text(last.stdout + last.stderr)
         if "stable measurement" in last.stdout + last.stderr:
@@ -130,14 +180,19 @@ def measure(
         if last.returncode == 0 and out_csv.exists():
             rows = parse_csv(out_csv)
             if rows:
+                models = breakdown(before, after)
+                images = int(models.get(model, {}).get("inferences", 0))
+                cpu, cores_busy = cpu_per_image(cpu_before, cpu_after, images, elapsed)
                 return Measurement(
                     model=model,
                     mode=mode,
                     level=level,
                     batch_size=batch_size,
                     row=rows[-1],
-                    models=breakdown(before, after),
+                    models=models,
                     metrics_collected="--collect-metrics" in attempt,
+                    cpu_ms_per_image=cpu,
+                    cores_busy=cores_busy,
                 )
     assert last is not None
     raise RuntimeError(

@@ -3,6 +3,8 @@
 - `<run>_latency.png`: throughput vs p50 / p99 latency, one point per concurrency (online)
 - `<run>_breakdown.png`: per concurrency, each composing model's mean ms per request split
   into queue / compute input / compute infer / compute output (Triton's statistics)
+- `<run>_cpu.png`: per concurrency, CPU core-ms per image stacked by process, against the
+  model's own in-process best (the dashed line): what is left for everything else
 
     .venv/bin/python perf/plots.py perf/out/main/summary.json [--out DIR]
 """
@@ -103,6 +105,57 @@ def breakdown_plot(name: str, rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+PROCESS_COLOURS = {
+    "resnet50": "#1f77b4",
+    "preprocess": "#ff7f0e",
+    "postprocess": "#2ca02c",
+    "tritonserver": "#9467bd",
+    "perf_analyzer": "#7f7f7f",
+}
+
+
+def cpu_plot(name: str, rows: list[dict], path: Path, model_best_ms: float | None) -> None:
+    rows = sorted((row for row in rows if row.get("cpu_ms_per_image")), key=lambda r: r["level"])
+    if not rows:
+        return
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for index, row in enumerate(rows):
+        bottom = 0.0
+        for process, colour in PROCESS_COLOURS.items():
+            value = row["cpu_ms_per_image"].get(process, 0.0)
+            ax.bar(
+                index,
+                value,
+                0.6,
+                bottom=bottom,
+                color=colour,
+                label=process if index == 0 and value > 0 else None,
+            )
+            bottom += value
+    if model_best_ms:
+        ax.axhline(model_best_ms, color="black", linestyle="--", linewidth=1)
+        ax.text(
+            0.01,
+            model_best_ms,
+            f"the model alone in-process, at its best: {model_best_ms:.0f}",
+            transform=ax.get_yaxis_transform(),  # x in axes fraction, y in data
+            va="bottom",
+            fontsize=8,
+        )
+    ax.set_xticks(
+        range(len(rows)),
+        [f"c={r['level']:g}\n{r['row']['Inferences/Second']:.1f}/s" for r in rows],
+        fontsize=8,
+    )
+    ax.set_ylabel("CPU core-ms per image")
+    ax.set_title(f"{name}: where the cores go")
+    ax.legend(fontsize=8, loc="lower right")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("summary", type=Path)
@@ -112,6 +165,9 @@ def main() -> None:
     out = args.out or args.summary.parent
     out.mkdir(parents=True, exist_ok=True)
     written = []
+    raw = summary.get("raw")
+    cores = int(summary.get("machine", {}).get("cores", 1))
+    model_best_ms = 1000 * cores / raw["best"]["images_per_s"] if raw else None
     for name, rows in by_run(summary).items():
         if rows[0]["mode"] == "concurrency":
             latency_plot(name, rows, out / f"{name}_latency.png")
@@ -119,6 +175,9 @@ def main() -> None:
         if any(row["models"] for row in rows):
             breakdown_plot(name, rows, out / f"{name}_breakdown.png")
             written.append(out / f"{name}_breakdown.png")
+        if rows[0]["mode"] == "concurrency" and any(r.get("cpu_ms_per_image") for r in rows):
+            cpu_plot(name, rows, out / f"{name}_cpu.png", model_best_ms)
+            written.append(out / f"{name}_cpu.png")
     for path in written:
         print(f"plot: {path}")
 

@@ -75,6 +75,7 @@ def sweeps(
                     measurement_ms=settings["measurement_ms"],
                     stability=settings["stability_percentage"],
                     max_trials=settings["max_trials"],
+                    server_pid=server.process.pid if server.process else None,
                 )
             except RuntimeError as exc:
                 print(f"  failed: {str(exc)[:300]}", flush=True)
@@ -84,7 +85,8 @@ def sweeps(
             results.append(row)
             print(
                 f"  {result.throughput:.2f} infer/s, p50 {result.latency_ms('p50 latency'):.1f} ms,"
-                f" p99 {result.latency_ms('p99 latency'):.1f} ms",
+                f" p99 {result.latency_ms('p99 latency'):.1f} ms; core-ms per image: "
+                + ", ".join(f"{k} {v:.1f}" for k, v in result.cpu_ms_per_image.items()),
                 flush=True,
             )
             if run["mode"] == "concurrency":
@@ -154,7 +156,16 @@ def main() -> None:
     if not args.no_raw:
         # after the server is gone: the limit is measured on an idle machine, same photos
         raw_args = (
-            ["--seconds", "1", "--batches", "1,4", "--runtimes", "onnxruntime"]
+            [
+                "--seconds",
+                "1",
+                "--batches",
+                "1,4",
+                "--runtimes",
+                "onnxruntime",
+                "--pipeline-passes",
+                "1",
+            ]
             if (args.smoke)
             else ["--extra-model", str(ROOT / "model_repository/resnet50/1/model.int8.onnx")]
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import struct
 import sys
 from pathlib import Path
@@ -55,11 +56,17 @@ def test_perf_analyzer_csv_and_plots(server, tmp_path: Path) -> None:
         stability=999,
         max_trials=3,
         timeout_s=240,
+        server_pid=server.process.pid,
     )
     assert result.throughput > 0
     assert result.row["p99 latency"] >= result.row["p50 latency"] > 0
     assert {"preprocess", "resnet50", "postprocess"} <= set(result.models)
     assert result.models["preprocess"]["compute_infer_ms"] > 0
+    # the CPU accounting found every process that worked, and no more cores than there are
+    for process in ("tritonserver", "preprocess", "resnet50", "postprocess", "perf_analyzer"):
+        assert result.cpu_ms_per_image[process] > 0, process
+    assert result.cpu_ms_per_image["resnet50"] > result.cpu_ms_per_image["postprocess"]
+    assert 0 < result.cores_busy <= (os.cpu_count() or 1) + 0.5
     row = {"run": "smoke", "level": 1, "load": "", **result.__dict__}
     latency_plot("smoke", [row], tmp_path / "latency.png")
     breakdown_plot("smoke", [row], tmp_path / "breakdown.png")

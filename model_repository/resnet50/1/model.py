@@ -47,7 +47,9 @@ class TritonPythonModel:
         if runtime == "openvino":
             self._load_openvino(model_path, options.intra_op_num_threads)
         else:
-            self._load_onnxruntime(model_path, options)
+            self._load_onnxruntime(
+                model_path, options, _parameter(parameters, "allow_spinning", "1")
+            )
         labels = {"model": args["model_name"], "version": args["model_version"]}
         # requests inside execute right now: the launcher drains until every model is idle
         self.executing_family = pb_utils.MetricFamily(
@@ -57,8 +59,9 @@ class TritonPythonModel:
         )
         self.executing = self.executing_family.Metric(labels=labels)
 
-    def _load_onnxruntime(self, model_path: Path, options) -> None:
+    def _load_onnxruntime(self, model_path: Path, options, allow_spinning: str) -> None:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.add_session_config_entry("session.intra_op.allow_spinning", allow_spinning)
         session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
         input_name = session.get_inputs()[0].name
         self.num_classes = session.get_outputs()[0].shape[1]
