@@ -241,6 +241,11 @@ def main() -> None:
                 f"| tricolor >= 1.5 x TorchServe throughput, lower p99 | "
                 f"{'; '.join(verdicts)} | see the peer table |"
             )
+        elif summary.get("peer_missing"):
+            goals.append(
+                f"| tricolor >= 1.5 x TorchServe throughput, lower p99 | not measured: "
+                f"{summary['peer_missing']} | no |"
+            )
         goals.append("")
     lines += goals
 

@@ -183,7 +183,10 @@ def main() -> None:
         )
         summary["raw"] = json.loads((out / "raw.json").read_text())
     torchserve_python = ROOT / ".venv-torchserve" / "bin" / "python"
-    if not args.no_torchserve and not args.smoke and torchserve_python.exists():
+    if not args.no_torchserve and not args.smoke and not torchserve_python.exists():
+        summary["peer_missing"] = "no .venv-torchserve: run `make torchserve-venv`"
+    elif not args.no_torchserve and not args.smoke:
+        (out / "torchserve.json").unlink(missing_ok=True)
         result = subprocess.run(
             [
                 python,
@@ -200,6 +203,9 @@ def main() -> None:
         )
         if result.returncode == 0:
             summary["torchserve"] = json.loads((out / "torchserve.json").read_text())
+        else:  # in the report's goals, not silently left out
+            summary["peer_missing"] = f"perf/torchserve_bench.py failed (exit {result.returncode})"
+            print(f"TorchServe peer: {summary['peer_missing']}", flush=True)
     summary["load_end"] = load_average()
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     subprocess.run([python, str(PERF_DIR / "plots.py"), str(out / "summary.json")], check=True)

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import closed_loop
 from common import OUT_DIR, ROOT, SHARED_IMAGES, load_average, photos
-from run import free_ports
+
+from tricolor.settings import free_ports
 
 VENV = ROOT / ".venv-torchserve"
 

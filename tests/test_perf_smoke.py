@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -99,3 +100,31 @@ def test_custom_metrics_move(server, client) -> None:
     # random weights are far below second_look_below: the second look ran (with real weights
     # some photos are confident enough; then the counter may stay)
     assert any(line.startswith("tricolor_second_looks_total{") for line in after.splitlines())
+
+
+# perf scripts run by .venv (quantize.py runs in .venv-export, torchserve_model.py in
+# .venv-torchserve): each must at least import and parse its arguments, since `make perf`
+# reaches some of them only after tens of minutes (a broken import once dropped the peer)
+@pytest.mark.parametrize(
+    "script",
+    [
+        "compare.py",
+        "decode_bench.py",
+        "make_inputs.py",
+        "plots.py",
+        "raw_limit.py",
+        "report.py",
+        "run.py",
+        "soak.py",
+        "torchserve_bench.py",
+    ],
+)
+def test_perf_script_starts(script: str) -> None:
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "perf" / script), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "usage:" in result.stdout
