@@ -116,6 +116,33 @@ def cpu_table(rows: list[dict], model_best_core_ms: float | None) -> list[str]:
     return lines
 
 
+def model_limit(grouped: dict[str, list[dict]], best_raw: dict) -> tuple[float, str]:
+    """The model-only rate the ratio goal divides by, and where it comes from.
+
+    The in-process best, unless `resnet50` alone through Triton went faster in the same run:
+    a server cannot beat the same ONNX in-process, so then the in-process runs caught a slower
+    minute of this shared VM and the served model-only rate is the truer (and stricter) limit.
+    """
+    source = (
+        f"in-process {best_raw['runtime']}, batch {best_raw['batch']}, "
+        f"{best_raw['sessions']} x {best_raw['threads']} threads"
+    )
+    served = [
+        row
+        for name in ("resnet50_online", "resnet50_offline")
+        for row in grouped.get(name, [])
+        if "error" not in row
+    ]
+    fastest = max(served, key=lambda r: r["row"]["Inferences/Second"], default=None)
+    if fastest is None or fastest["row"]["Inferences/Second"] <= best_raw["images_per_s"]:
+        return best_raw["images_per_s"], source
+    return fastest["row"]["Inferences/Second"], (
+        f"`resnet50` alone through Triton ({fastest['run']}, concurrency {fastest['level']:g}),"
+        f" faster than the in-process best of this run ({best_raw['images_per_s']:.2f}/s, "
+        f"{source}), which therefore ran in a slower minute"
+    )
+
+
 def non_model_core_ms(row: dict) -> float:
     cpu = row.get("cpu_ms_per_image") or {}
     return sum(cpu.values()) - cpu.get("resnet50", 0.0)
@@ -185,24 +212,24 @@ def main() -> None:
         batch1 = raw["batch1"]
         best_online = max(online, key=lambda r: r["row"]["Inferences/Second"])
         served = best_online["row"]["Inferences/Second"]
-        ratio = served / best_raw["images_per_s"]
+        model_rate, model_source = model_limit(grouped, best_raw)
+        ratio = served / model_rate
         cores = int(machine["cores"])
         # the same work done in-process with no server: per image, model + decode, on all cores
-        pipeline = 1.0 / (1.0 / best_raw["images_per_s"] + decode["mean_ms"] / 1000 / cores)
+        pipeline = 1.0 / (1.0 / model_rate + decode["mean_ms"] / 1000 / cores)
         c1 = min(online, key=lambda r: r["level"])
         bound = 1.3 * (batch1["p50_ms"] + decode["mean_ms"])
         p99 = c1["row"]["p99 latency"] / 1000
-        model_core_ms = 1000 * cores / best_raw["images_per_s"]
+        model_core_ms = 1000 * cores / model_rate
         rest = non_model_core_ms(best_online)
         goals += [
             "## Goals",
             "",
             "| goal | measured | met |",
             "|---|---|---|",
-            f"| served `classify` / raw in-process model rate >= 0.85 | {served:.2f} / "
-            f"{best_raw['images_per_s']:.2f} = **{ratio:.2f}** (best concurrency "
-            f"{best_online['level']:g}; raw: {best_raw['runtime']}, batch {best_raw['batch']}, "
-            f"{best_raw['sessions']} x {best_raw['threads']} threads) | "
+            f"| served `classify` / raw model rate >= 0.85 | {served:.2f} / "
+            f"{model_rate:.2f} = **{ratio:.2f}** (best concurrency "
+            f"{best_online['level']:g}; model rate: {model_source}) | "
             f"{'yes' if ratio >= 0.85 else 'no'} |",
             f"| (context) served / raw model+decode pipeline | {served:.2f} / {pipeline:.2f} = "
             f"{served / pipeline:.2f} | - |",

@@ -1,0 +1,173 @@
+"""monitoring/ against a real Prometheus (Debian's `prometheus` package) scraping the test server.
+
+Checked: promtool accepts the scrape config and the alert rules; Prometheus scrapes the
+embedded server with them and loads the rules healthy; every alert expression and every
+Grafana panel query evaluates, and every series they name is one the server really exports
+(a renamed metric would otherwise leave a dashboard panel silently empty).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tricolor.launcher import TritonServer
+from tricolor.settings import PROJECT_ROOT, free_ports
+
+from conftest import ARTIFACTS, generated_images
+
+pytestmark = pytest.mark.integration
+
+MONITORING = PROJECT_ROOT / "monitoring"
+SERIES = re.compile(r"\b(?:nv|tricolor)_[a-z0-9_]+\b")
+
+
+def prometheus_binaries() -> tuple[str, str]:
+    prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
+    if prometheus and promtool:
+        return prometheus, promtool
+    if os.environ.get("CI"):  # .ci/run installs it: missing there is a failure, not a skip
+        pytest.fail("prometheus / promtool not on PATH (Debian package `prometheus`)")
+    pytest.skip("prometheus / promtool not installed (apt-get install prometheus)")
+
+
+def queries() -> dict[str, str]:
+    """Every PromQL expression tricolor ships: the alert rules and the dashboard's panels."""
+    found = {}
+    for group in yaml.safe_load((MONITORING / "alerts.yml").read_text())["groups"]:
+        for rule in group["rules"]:
+            found[f"alert {rule['alert']}"] = rule["expr"]
+    dashboard = json.loads((MONITORING / "grafana" / "tricolor.json").read_text())
+    for panel in dashboard["panels"]:
+        for index, target in enumerate(panel.get("targets", [])):
+            found[f"panel {panel['title']!r} #{index}"] = target["expr"]
+    return found
+
+
+def api(base: str, path: str, **params: str) -> dict:
+    url = f"{base}/api/v1/{path}"
+    if params:
+        url += "?" + urllib.parse.urlencode(params)
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return json.load(response)
+    except urllib.error.HTTPError as exc:  # a bad query answers 400 with the reason as JSON
+        return json.load(exc)
+
+
+def test_promtool_accepts_config_and_rules(tmp_path: Path) -> None:
+    _, promtool = prometheus_binaries()
+    for name in ("prometheus.yml", "alerts.yml"):
+        shutil.copy(MONITORING / name, tmp_path / name)
+    config = subprocess.run(
+        [promtool, "check", "config", str(tmp_path / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert config.returncode == 0, config.stdout + config.stderr
+    assert "3 rules found" in config.stdout + config.stderr
+
+
+@pytest.fixture(scope="module")
+def prometheus(server: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Prometheus scraping the test server every second with monitoring/'s rules."""
+    binary, _ = prometheus_binaries()
+    work = tmp_path_factory.mktemp("prometheus")
+    config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+    config["global"].update(scrape_interval="1s", evaluation_interval="1s")
+    config["scrape_configs"][0]["static_configs"][0]["targets"] = [
+        server.metrics_url.removeprefix("http://").removesuffix("/metrics")
+    ]
+    (work / "prometheus.yml").write_text(yaml.safe_dump(config))
+    shutil.copy(MONITORING / "alerts.yml", work / "alerts.yml")
+    (port,) = free_ports(1)
+    log = (ARTIFACTS / "prometheus.log").open("wb")
+    process = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={work / 'prometheus.yml'}",
+            f"--storage.tsdb.path={work / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{base}/-/ready", timeout=2):
+                    break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail(f"prometheus did not start: see {ARTIFACTS / 'prometheus.log'}")
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()
+
+
+def scraped(base: str, query: str, deadline_s: float = 60) -> float:
+    """The query's value once Prometheus has it (it scrapes every second)."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        result = api(base, "query", query=query)["data"]["result"]
+        if result:
+            return float(result[0]["value"][1])
+        time.sleep(1)
+    raise AssertionError(f"prometheus never returned {query!r}")
+
+
+def test_prometheus_scrapes_the_server(prometheus: str, client) -> None:
+    images = generated_images()
+    before = scraped(prometheus, "sum(tricolor_decoded_images_total)")
+    results = client.classify_many([*images.values(), b"not an image"], [*images, "bad"])
+    assert sum(result.error is None for result in results) == len(images)
+    deadline = time.monotonic() + 30
+    while scraped(prometheus, "sum(tricolor_decoded_images_total)") < before + len(images):
+        assert time.monotonic() < deadline, "the decoded-images counter never reached Prometheus"
+        time.sleep(1)
+    assert scraped(prometheus, 'sum(tricolor_rejected_images_total{reason="undecodable"})') >= 1
+    targets = api(prometheus, "targets")["data"]["activeTargets"]
+    assert [target["health"] for target in targets] == ["up"]
+
+
+def test_every_shipped_query_evaluates_on_real_series(prometheus: str, client) -> None:
+    images = generated_images()
+    client.classify_many([*images.values(), b""], [*images, "empty"])  # series of each kind
+    scraped(prometheus, "sum(tricolor_top1_confidence_count)")
+    names = set(api(prometheus, "label/__name__/values")["data"])
+    problems = []
+    for where, expression in queries().items():
+        answer = api(prometheus, "query", query=expression)
+        if answer["status"] != "success":
+            problems.append(f"{where}: {answer.get('error')}")
+        problems += [
+            f"{where}: no series named {name}"
+            for name in SERIES.findall(expression)
+            if name not in names
+        ]
+    assert not problems, "\n".join(problems)
+    deadline = time.monotonic() + 30  # rules are evaluated every second once loaded
+    while True:
+        groups = api(prometheus, "rules")["data"]["groups"]
+        health = [rule["health"] for group in groups for rule in group["rules"]]
+        if health == ["ok"] * 3 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert health == ["ok"] * 3, groups
