@@ -37,24 +37,22 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import common  # noqa: F401 (puts the preprocess model's imaging module on sys.path)
 import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-CROP_SIZE = 224
+from imaging import (
+    CROP_SIZE,
+    EXIF_ORIENTATION,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    TRANSPOSE_FOR_ORIENTATION,
+)
+
 THUMB_SIZE = 128
-MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-ORIENTATION_TAG = 0x0112
-EXIF_TRANSPOSE = {
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_270,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_90,
-}
+MEAN = np.array(IMAGENET_MEAN, dtype=np.float32)
+STD = np.array(IMAGENET_STD, dtype=np.float32)
 SWAPS_AXES = {5, 6, 7, 8}
 RGB_PALETTE = "FF0000 FF8000 FFFF00 80FF00 00FF00 00FF80 00FFFF 0080FF 0000FF 8000FF FF00FF FF0080"
 RYB_PALETTE = "FE2712 FC600A FB9902 FCCC1A FEFE33 B2D732 66B032 347C98 0247FE 4424D6 8601AF C21460"
@@ -222,8 +220,8 @@ def _rgb(im: Image.Image) -> Image.Image:
 
 
 def _orientation(im: Image.Image) -> int:
-    value = im.getexif().get(ORIENTATION_TAG, 1)
-    return value if value in EXIF_TRANSPOSE else 1
+    value = im.getexif().get(EXIF_ORIENTATION, 1)
+    return value if value in TRANSPOSE_FOR_ORIENTATION else 1
 
 
 def _pil_thumb(small: Image.Image, full_size: tuple[int, int], full: Image.Image) -> np.ndarray:
@@ -296,10 +294,10 @@ def pil_draft(data: bytes, resize: int, norm: Normaliser, factor: int) -> tuple[
         (new_h, new_w) if swap else (new_w, new_h), Image.Resampling.BILINEAR, box=box
     )
     if orientation != 1:
-        small = small.transpose(EXIF_TRANSPOSE[orientation])
+        small = small.transpose(TRANSPOSE_FOR_ORIENTATION[orientation])
     crop = norm.exact(centre_crop(np.asarray(small)))
     if thumb_size(*shown) == shown:  # tiny image: the whole decoded image, upright
-        full = im.transpose(EXIF_TRANSPOSE[orientation]) if orientation != 1 else im
+        full = im.transpose(TRANSPOSE_FOR_ORIENTATION[orientation]) if orientation != 1 else im
         return crop, np.asarray(full)
     return crop, np.asarray(small.resize(thumb_size(*shown), Image.Resampling.BOX))
 
@@ -404,7 +402,7 @@ class Sample:
 def _with_orientation(orientation: int) -> Image.Exif:
     """An EXIF block holding only an orientation tag."""
     exif = Image.Exif()
-    exif[ORIENTATION_TAG] = orientation
+    exif[EXIF_ORIENTATION] = orientation
     return exif
 
 
