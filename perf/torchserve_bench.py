@@ -27,9 +27,12 @@ from tricolor.settings import free_ports
 VENV = ROOT / ".venv-torchserve"
 
 
-def wait_ready(port: int, timeout_s: float = 240) -> None:
+def wait_ready(port: int, process: subprocess.Popen, log: Path, timeout_s: float = 240) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        if process.poll() is not None:  # e.g. "TorchServe is already running" (its pid file)
+            tail = log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"torchserve exited with {process.returncode}:\n{tail}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/models/resnet50", timeout=3) as r:
                 if any(w.get("status") == "READY" for w in json.load(r)[0].get("workers", [])):
@@ -87,7 +90,7 @@ def main() -> None:
     )  # fmt: skip
     results = []
     try:
-        wait_ready(management)
+        wait_ready(management, process, work / "torchserve.log")
         images = list(photos(args.images).values())
         for level in (int(value) for value in args.levels.split(",")):
             row = closed_loop.run(
