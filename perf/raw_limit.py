@@ -3,8 +3,6 @@
 - ONNX Runtime (and OpenVINO, if installed) over batch sizes x thread counts, plus N sessions
   of 1 thread side by side (what N Triton instances do): images/s and batch latency.
 - The decode + preprocess cost of the same photos on one core (the `preprocess` code itself).
-- The whole job in-process, one photo at a time (decode, then the model at batch 1 on all
-  cores): what concurrency 1 would cost with no server, per request, p50 and p99.
 
     .venv/bin/python perf/raw_limit.py [--model model_repository/resnet50/1/model.onnx]
         [--seconds 6] [--out perf/out/raw.json]
@@ -152,25 +150,6 @@ def bench_decode(encoded: dict[str, bytes], repeats: int = 3) -> dict:
     }
 
 
-def bench_pipeline(model: Path, encoded: dict[str, bytes], passes: int) -> dict:
-    """Decode + model at batch 1, photo after photo: the server-free twin of concurrency 1."""
-    run = ort_session(model, CORES)
-    run(normalise([preprocess(next(iter(encoded.values())), 232, 64, Limits()).crop]))
-    latencies = []
-    for _ in range(passes):
-        for data in encoded.values():
-            started = time.perf_counter()
-            run(normalise([preprocess(data, 232, 64, Limits()).crop]))
-            latencies.append(time.perf_counter() - started)
-    return {
-        "requests": len(latencies),
-        "threads": CORES,
-        "p50_ms": 1000 * statistics.median(latencies),
-        "p99_ms": 1000 * float(np.percentile(latencies, 99)),
-        "images_per_s": len(latencies) / sum(latencies),
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=MODEL_REPOSITORY / "resnet50/1/model.onnx")
@@ -186,7 +165,6 @@ def main() -> None:
     parser.add_argument("--batches", default="1,2,4,8,16")
     parser.add_argument("--threads", default=",".join(str(t) for t in sorted({1, CORES})))
     parser.add_argument("--runtimes", default="onnxruntime,openvino")
-    parser.add_argument("--pipeline-passes", type=int, default=5)
     parser.add_argument("--out", type=Path, default=OUT_DIR / "raw.json")
     args = parser.parse_args()
 
@@ -209,8 +187,6 @@ def main() -> None:
             rows += bench_runtime("onnxruntime", extra, inputs, [1, 8], [CORES], args.seconds)
     decode = bench_decode(encoded)
     print(json.dumps({k: v for k, v in decode.items() if k != "per_image_ms"}), flush=True)
-    pipeline = bench_pipeline(args.model, encoded, args.pipeline_passes)
-    print(json.dumps({"pipeline": pipeline}), flush=True)
     main_rows = [row for row in rows if row["model"] == args.model.name]
     best = max(main_rows, key=lambda row: row["images_per_s"])
     batch1 = min(
@@ -227,7 +203,6 @@ def main() -> None:
     result = {
         "rows": rows,
         "decode": decode,
-        "pipeline": pipeline,
         "best": best,
         "batch1": batch1,
         "load_before": load_before,
@@ -238,8 +213,7 @@ def main() -> None:
     print(
         f"best: {best['images_per_s']:.1f} images/s ({best['runtime']}, batch {best['batch']}, "
         f"{best['sessions']} x {best['threads']} threads); batch-1 p50 {batch1['p50_ms']:.1f} ms; "
-        f"decode mean {decode['mean_ms']:.1f} ms/image; decode + batch-1 model in-process p50 "
-        f"{pipeline['p50_ms']:.1f} ms, p99 {pipeline['p99_ms']:.1f} ms"
+        f"decode mean {decode['mean_ms']:.1f} ms/image"
     )
 
 

@@ -23,8 +23,18 @@ from pathlib import Path
 import closed_loop
 import tomllib
 from analyzer import measure
-from common import OUT_DIR, PERF_DIR, ROOT, SHARED_IMAGES, load_average, machine, photos
+from common import (
+    MODEL_REPOSITORY,
+    OUT_DIR,
+    PERF_DIR,
+    ROOT,
+    SHARED_IMAGES,
+    load_average,
+    machine,
+    photos,
+)
 from make_inputs import generate
+from paired import paired_latency
 from repository import prepare
 
 from tricolor.launcher import TritonServer, start_on_free_ports
@@ -150,22 +160,30 @@ def main() -> None:
                 row["load"] = load_average()
                 print(f"tricolor closed loop c={level}: {json.dumps(row)}", flush=True)
                 summary["closed_loop"].append(row)
+        # concurrency 1 against its in-process twin, photo by photo (the p99 goal, like for like)
+        encoded = photos(args.images)
+        if args.smoke:
+            encoded = dict(list(encoded.items())[:3])
+        summary["paired"] = paired_latency(
+            server.grpc_url,
+            MODEL_REPOSITORY / "resnet50" / "1" / "model.onnx",
+            encoded,
+            passes=1 if args.smoke else 5,
+        )
+        paired = summary["paired"]
+        print(
+            f"paired c=1: served p50 {paired['served']['p50_ms']:.1f} / p99 "
+            f"{paired['served']['p99_ms']:.1f} ms, in-process p50 "
+            f"{paired['in_process']['p50_ms']:.1f} / p99 {paired['in_process']['p99_ms']:.1f} ms",
+            flush=True,
+        )
     finally:
         server.stop()
     python = sys.executable
     if not args.no_raw:
         # after the server is gone: the limit is measured on an idle machine, same photos
         raw_args = (
-            [
-                "--seconds",
-                "1",
-                "--batches",
-                "1,4",
-                "--runtimes",
-                "onnxruntime",
-                "--pipeline-passes",
-                "1",
-            ]
+            ["--seconds", "1", "--batches", "1,4", "--runtimes", "onnxruntime"]
             if (args.smoke)
             else ["--extra-model", str(ROOT / "model_repository/resnet50/1/model.int8.onnx")]
         )

@@ -128,3 +128,20 @@ def test_perf_script_starts(script: str) -> None:
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "usage:" in result.stdout
+
+
+def test_paired_latency_runs_both_halves(server) -> None:
+    from common import photos
+    from paired import paired_latency
+
+    encoded = dict(list(photos(PROJECT_ROOT.parent / "shared" / "images").items())[:2])
+    result = paired_latency(
+        server.grpc_url,
+        PROJECT_ROOT / "model_repository" / "resnet50" / "1" / "model.onnx",
+        encoded,
+        passes=1,
+    )
+    assert result["requests"] == 2
+    assert set(result["per_photo_p50_ms"]) == set(encoded)
+    for side in ("served", "in_process"):
+        assert 0 < result[side]["p50_ms"] <= result[side]["p99_ms"]
