@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import gc
 import io
 import json
@@ -48,6 +49,7 @@ from imaging import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     TRANSPOSE_FOR_ORIENTATION,
+    resized_size,
 )
 
 THUMB_SIZE = 128
@@ -100,13 +102,6 @@ print(json.dumps({"torch": torch.__version__, "torchvision": torchvision.__versi
 
 
 # ---------------------------------------------------------------- geometry (torchvision's rules)
-
-
-def resized_size(width: int, height: int, short: int) -> tuple[int, int]:
-    """(w, h) after torchvision ``Resize(short)``: shorter side = short, long side truncated."""
-    if width <= height:
-        return short, int(short * height / width)
-    return int(short * width / height), short
 
 
 def crop_offsets(width: int, height: int, crop: int = CROP_SIZE) -> tuple[int, int]:
@@ -516,13 +511,19 @@ def run_reference(python: str, samples: Sequence[Sample], resize: int) -> tuple[
     return tensors, json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def logits_of(onnx_path: Path, tensors: Sequence[np.ndarray]) -> np.ndarray:
-    """Logits of the ONNX model (ONNX Runtime, CPU) for a list of CHW tensors."""
+@functools.cache
+def onnx_session(onnx_path: Path):
+    """One ONNX Runtime CPU session per model file, shared by every candidate's logits."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = os.cpu_count() or 1
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+
+
+def logits_of(onnx_path: Path, tensors: Sequence[np.ndarray]) -> np.ndarray:
+    """Logits of the ONNX model (ONNX Runtime, CPU) for a list of CHW tensors."""
+    session = onnx_session(onnx_path)
     name = session.get_inputs()[0].name
     rows = [session.run(None, {name: t[None]})[0][0] for t in tensors]
     return np.stack(rows)

@@ -17,9 +17,7 @@ import json
 import struct
 from pathlib import Path
 
-from common import OUT_DIR, SHARED_IMAGES, photos
-
-from imaging import Limits, normalise, preprocess
+from common import OUT_DIR, SHARED_IMAGES, model_inputs, photos
 
 
 def serialised_bytes(data: bytes) -> str:
@@ -35,8 +33,7 @@ def generate(images: Path, out: Path, limit: int | None = None) -> dict[str, Pat
             {"IMAGE": {"b64": serialised_bytes(data), "shape": [1]}} for data in selected.values()
         ]
     }
-    crops = [preprocess(data, 232, 64, Limits()).crop for data in selected.values()]
-    tensors = normalise(crops)
+    tensors = model_inputs(selected.values())
     resnet50 = {
         "data": [
             {"input": {"b64": base64.b64encode(tensor.tobytes()).decode(), "shape": [3, 224, 224]}}

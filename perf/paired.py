@@ -14,11 +14,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import model_inputs
 from raw_limit import ort_session
 
 from tricolor.client import TricolorClient
-
-from imaging import Limits, normalise, preprocess
 
 # between the halves of a pair: the served model's idle ONNX Runtime workers stop spinning
 SETTLE_S = 0.05
@@ -37,7 +36,7 @@ def paired_latency(grpc_url: str, model: Path, encoded: dict[str, bytes], passes
     run = ort_session(model, threads)
 
     def in_process(data: bytes) -> None:
-        run(normalise([preprocess(data, 232, 64, Limits()).crop]))
+        run(model_inputs([data]))
 
     served: list[float] = []
     local: list[float] = []

@@ -19,6 +19,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from common import model_limit  # noqa: E402
 
 from tricolor.client import STAT_PHASES  # noqa: E402
 
@@ -137,7 +138,7 @@ def cpu_plot(name: str, rows: list[dict], path: Path, model_best_ms: float | Non
         ax.text(
             0.01,
             model_best_ms,
-            f"the model alone in-process, at its best: {model_best_ms:.0f}",
+            f"the model alone, at its best: {model_best_ms:.0f}",
             transform=ax.get_yaxis_transform(),  # x in axes fraction, y in data
             va="bottom",
             fontsize=8,
@@ -165,9 +166,8 @@ def main() -> None:
     out = args.out or args.summary.parent
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    raw = summary.get("raw")
-    cores = int(summary.get("machine", {}).get("cores", 1))
-    model_best_ms = 1000 * cores / raw["best"]["images_per_s"] if raw else None
+    limit = model_limit(summary)
+    model_best_ms = limit.core_ms if limit else None
     for name, rows in by_run(summary).items():
         if rows[0]["mode"] == "concurrency":
             latency_plot(name, rows, out / f"{name}_latency.png")

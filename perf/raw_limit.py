@@ -19,9 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import MODEL_REPOSITORY, OUT_DIR, SHARED_IMAGES, photos
-
-from imaging import Limits, normalise, preprocess
+from common import MODEL_REPOSITORY, OUT_DIR, SHARED_IMAGES, model_inputs, photos
 
 CORES = os.cpu_count() or 1
 
@@ -136,8 +134,7 @@ def bench_decode(encoded: dict[str, bytes], repeats: int = 3) -> dict:
         times = []
         for _ in range(repeats):
             started = time.perf_counter()
-            result = preprocess(data, 232, 64, Limits())
-            normalise([result.crop])
+            model_inputs([data])
             times.append(time.perf_counter() - started)
         per_image[name] = 1000 * min(times)
     values = list(per_image.values())
@@ -169,7 +166,7 @@ def main() -> None:
     args = parser.parse_args()
 
     encoded = photos(args.images)
-    inputs = normalise([preprocess(data, 232, 64, Limits()).crop for data in encoded.values()])
+    inputs = model_inputs(encoded.values())
     batches = [int(value) for value in args.batches.split(",")]
     threads = [int(value) for value in args.threads.split(",")]
     load_before = os.getloadavg()

@@ -13,7 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
-from common import PERF_DIR, ROOT
+from common import PERF_DIR, ROOT, ModelLimit, model_limit
 from repository import served_config
 
 PLOTS = PERF_DIR / "plots"
@@ -87,7 +87,7 @@ def model_table(rows: list[dict]) -> list[str]:
 CPU_COLUMNS = ("preprocess", "resnet50", "postprocess", "tritonserver", "perf_analyzer")
 
 
-def cpu_table(rows: list[dict], model_best_core_ms: float | None) -> list[str]:
+def cpu_table(rows: list[dict], limit: ModelLimit | None) -> list[str]:
     """Core-ms per image by process at each level (from /proc, around each perf_analyzer run)."""
     measured = [r for r in rows if "error" not in r and r.get("cpu_ms_per_image")]
     if not measured:
@@ -104,43 +104,16 @@ def cpu_table(rows: list[dict], model_best_core_ms: float | None) -> list[str]:
         lines.append(
             f"| {row['level']:g} | {row['row']['Inferences/Second']:.2f} | "
             + " | ".join(ms(cpu.get(name)) for name in CPU_COLUMNS)
-            + f" | {total:.1f} | {total - cpu.get('resnet50', 0.0):.1f} | "
+            + f" | {total:.1f} | {non_model_core_ms(row):.1f} | "
             f"{row['cores_busy']:.2f} |"
         )
-    if model_best_core_ms:
+    if limit:
         lines += [
             "",
-            f"The model alone in-process at its best costs {model_best_core_ms:.1f} core-ms per "
-            "image (cores / best raw rate).",
+            f"The model alone at its best costs {limit.core_ms:.1f} core-ms per image (cores / "
+            f"{limit.images_per_s:.2f} images/s: {limit.source}).",
         ]
     return lines
-
-
-def model_limit(grouped: dict[str, list[dict]], best_raw: dict) -> tuple[float, str]:
-    """The model-only rate the ratio goal divides by, and where it comes from.
-
-    The in-process best, unless `resnet50` alone through Triton went faster in the same run:
-    a server cannot beat the same ONNX in-process, so then the in-process runs caught a slower
-    minute of this shared VM and the served model-only rate is the truer (and stricter) limit.
-    """
-    source = (
-        f"in-process {best_raw['runtime']}, batch {best_raw['batch']}, "
-        f"{best_raw['sessions']} x {best_raw['threads']} threads"
-    )
-    served = [
-        row
-        for name in ("resnet50_online", "resnet50_offline")
-        for row in grouped.get(name, [])
-        if "error" not in row
-    ]
-    fastest = max(served, key=lambda r: r["row"]["Inferences/Second"], default=None)
-    if fastest is None or fastest["row"]["Inferences/Second"] <= best_raw["images_per_s"]:
-        return best_raw["images_per_s"], source
-    return fastest["row"]["Inferences/Second"], (
-        f"`resnet50` alone through Triton ({fastest['run']}, concurrency {fastest['level']:g}),"
-        f" faster than the in-process best of this run ({best_raw['images_per_s']:.2f}/s, "
-        f"{source}), which therefore ran in a slower minute"
-    )
 
 
 def non_model_core_ms(row: dict) -> float:
@@ -207,20 +180,18 @@ def main() -> None:
     goals: list[str] = []
     online = [r for r in grouped.get("classify_online", []) if "error" not in r]
     if raw and online:
-        best_raw = raw["best"]
         decode = raw["decode"]
         batch1 = raw["batch1"]
         best_online = max(online, key=lambda r: r["row"]["Inferences/Second"])
         served = best_online["row"]["Inferences/Second"]
-        model_rate, model_source = model_limit(grouped, best_raw)
-        ratio = served / model_rate
-        cores = int(machine["cores"])
+        limit = model_limit(summary)
+        ratio = served / limit.images_per_s
         # the same work done in-process with no server: per image, model + decode, on all cores
-        pipeline = 1.0 / (1.0 / model_rate + decode["mean_ms"] / 1000 / cores)
+        pipeline = 1000 * int(machine["cores"]) / (limit.core_ms + decode["mean_ms"])
         c1 = min(online, key=lambda r: r["level"])
         bound = 1.3 * (batch1["p50_ms"] + decode["mean_ms"])
         p99 = c1["row"]["p99 latency"] / 1000
-        model_core_ms = 1000 * cores / model_rate
+        model_core_ms = limit.core_ms
         rest = non_model_core_ms(best_online)
         goals += [
             "## Goals",
@@ -228,8 +199,8 @@ def main() -> None:
             "| goal | measured | met |",
             "|---|---|---|",
             f"| served `classify` / raw model rate >= 0.85 | {served:.2f} / "
-            f"{model_rate:.2f} = **{ratio:.2f}** (best concurrency "
-            f"{best_online['level']:g}; model rate: {model_source}) | "
+            f"{limit.images_per_s:.2f} = **{ratio:.2f}** (best concurrency "
+            f"{best_online['level']:g}; model rate: {limit.source}) | "
             f"{'yes' if ratio >= 0.85 else 'no'} |",
             f"| (context) served / raw model+decode pipeline | {served:.2f} / {pipeline:.2f} = "
             f"{served / pipeline:.2f} | - |",
@@ -353,10 +324,7 @@ def main() -> None:
                 *model_table(grouped[name]),
             ]
         if name in ("classify_online", "resnet50_online"):
-            table = cpu_table(
-                grouped[name],
-                1000 * int(machine["cores"]) / raw["best"]["images_per_s"] if raw else None,
-            )
+            table = cpu_table(grouped[name], model_limit(summary))
             if table:
                 lines += [
                     "",

@@ -129,6 +129,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     overrides = [*config.get("server", {}).get("set", []), *args.overrides]
     inputs = generate(args.images, OUT_DIR / "inputs", limit=4 if args.smoke else None)
+    encoded = photos(args.images)
     repository = prepare(overrides, out / "repository")
     started = dt.datetime.now(dt.timezone.utc)
     summary = {
@@ -145,7 +146,7 @@ def main() -> None:
         summary["sweeps"] = sweeps(config, server, inputs, out, args.smoke, args.only, args.levels)
         if not args.smoke and not args.no_torchserve:
             # the peer comparison's tricolor half: the same closed-loop HTTP client as TorchServe's
-            images = list(photos(args.images).values())
+            images = list(encoded.values())
             port = int(server.http_url.rpartition(":")[2])
             summary["closed_loop"] = []
             for level in config["peer"]["levels"]:
@@ -161,13 +162,10 @@ def main() -> None:
                 print(f"tricolor closed loop c={level}: {json.dumps(row)}", flush=True)
                 summary["closed_loop"].append(row)
         # concurrency 1 against its in-process twin, photo by photo (the p99 goal, like for like)
-        encoded = photos(args.images)
-        if args.smoke:
-            encoded = dict(list(encoded.items())[:3])
         summary["paired"] = paired_latency(
             server.grpc_url,
             MODEL_REPOSITORY / "resnet50" / "1" / "model.onnx",
-            encoded,
+            dict(list(encoded.items())[:3]) if args.smoke else encoded,
             passes=1 if args.smoke else 5,
         )
         paired = summary["paired"]
@@ -185,7 +183,7 @@ def main() -> None:
         raw_args = (
             ["--seconds", "1", "--batches", "1,4", "--runtimes", "onnxruntime"]
             if (args.smoke)
-            else ["--extra-model", str(ROOT / "model_repository/resnet50/1/model.int8.onnx")]
+            else ["--extra-model", str(MODEL_REPOSITORY / "resnet50" / "1" / "model.int8.onnx")]
         )
         subprocess.run(
             [
