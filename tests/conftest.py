@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import io
+import struct
 import subprocess
 import sys
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
@@ -16,7 +19,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from PIL import Image
 
-from tricolor.client import OUTPUTS, TricolorClient
+from tricolor.client import OUTPUTS, TricolorClient, image_input
 from tricolor.launcher import TritonServer, metric_sum, python_stubs, start_on_free_ports
 from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT
 
@@ -34,14 +37,6 @@ sys.path[:0] = [
 def start_server(log_name: str, **options: object) -> TritonServer:
     """A tritonserver on free loopback ports, its log under test-artifacts/."""
     return start_on_free_ports(ARTIFACTS / log_name, **options)
-
-
-def image_input(images: list[bytes], module: ModuleType = grpcclient) -> Any:
-    """The `IMAGE` input of `classify` / `preprocess`: one encoded image per row."""
-    data = np.array(images, dtype=np.object_).reshape(-1, 1)
-    tensor = module.InferInput("IMAGE", list(data.shape), "BYTES")
-    tensor.set_data_from_numpy(data)
-    return tensor
 
 
 def infer(
@@ -97,6 +92,7 @@ def encode(image: Image.Image, image_format: str, **params: object) -> bytes:
     return buffer.getvalue()
 
 
+@functools.cache  # callers only read it; building it takes most of a second
 def photo_bytes() -> dict[str, bytes]:
     """Real photos: scikit-image's bundled ones, re-encoded losslessly as PNG."""
     from skimage import data  # noqa: PLC0415 (slow import, only where photos are needed)
@@ -111,6 +107,7 @@ def photo_bytes() -> dict[str, bytes]:
     return {f"{name}.png": encode(Image.fromarray(array), "PNG") for name, array in photos.items()}
 
 
+@functools.cache  # callers only read it
 def generated_images() -> dict[str, bytes]:
     """Smooth synthetic scenes in several sizes and formats (JPEG, PNG, WebP, BMP, GIF)."""
     rng = np.random.default_rng(7)
@@ -132,6 +129,26 @@ def generated_images() -> dict[str, bytes]:
         name = f"generated_{width}x{height}.{image_format.lower()}"
         images[name] = encode(Image.fromarray(pixels), image_format)
     return images
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+@functools.cache
+def png_bomb(side: int = 30000) -> bytes:
+    """A valid 1-bit PNG of side x side black pixels (~110 KB), built without the pixels."""
+    row = b"\x00" + bytes((side + 7) // 8)  # filter byte + packed bits
+    compressor = zlib.compressobj(9)
+    idat = b"".join(compressor.compress(row * 1000) for _ in range(side // 1000))
+    idat += compressor.compress(row * (side % 1000)) + compressor.flush()
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + png_chunk(b"IHDR", header)
+        + png_chunk(b"IDAT", idat)
+        + png_chunk(b"IEND", b"")
+    )
 
 
 def reference_outputs(paths: list[Path], resize_size: int = 232) -> dict[str, np.ndarray]:

@@ -24,6 +24,7 @@ from conftest import (
     generated_images,
     infer,
     photo_bytes,
+    png_bomb,
     reference_outputs,
     scrape,
     start_server,
@@ -241,8 +242,7 @@ def test_bad_rows_fail_their_request_naming_row_and_reason(client: TricolorClien
 def test_good_requests_batched_with_bad_ones_still_succeed(client: TricolorClient) -> None:
     good = list(generated_images().values())
     expected = [client.classify_one(payload, str(i)) for i, payload in enumerate(good)]
-    bomb = Image.new("1", (30000, 30000))
-    hostile = [b"", b"\x89PNG\r\n\x1a\nbroken", encode(bomb, "PNG", optimize=True)]
+    hostile = [b"", b"\x89PNG\r\n\x1a\nbroken", png_bomb()]
     mixed = [payload for pair in zip(good, hostile + hostile[:2], strict=True) for payload in pair]
     results = client.classify_many(mixed, [str(i) for i in range(len(mixed))], concurrency=8)
     for index, result in enumerate(results):

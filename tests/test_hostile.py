@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import struct
 import time
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from functools import cache
 from pathlib import Path
@@ -20,7 +19,7 @@ import tritonclient.http as httpclient
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-from tricolor.client import TricolorClient
+from tricolor.client import TricolorClient, image_input
 
 from conftest import (
     encode,
@@ -28,6 +27,7 @@ from conftest import (
     infer,
     memory_kib,
     photo_bytes,
+    png_bomb,
     scrape,
     stub_processes,
 )
@@ -46,26 +46,6 @@ RESIZE_SIZE, THUMBNAIL_SIZE = 232, 64
 def cat() -> Image.Image:
     """A real photo (scikit-image's chelsea, 451 x 300): asymmetric, so rotations show."""
     return Image.open(io.BytesIO(photo_bytes()["chelsea.png"])).convert("RGB")
-
-
-def png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-@cache
-def png_bomb(side: int = 30000) -> bytes:
-    """A valid 1-bit PNG of side x side black pixels (~110 KB), built without the pixels."""
-    row = b"\x00" + bytes((side + 7) // 8)  # filter byte + packed bits
-    compressor = zlib.compressobj(9)
-    idat = b"".join(compressor.compress(row * 1000) for _ in range(side // 1000))
-    idat += compressor.compress(row * (side % 1000)) + compressor.flush()
-    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + png_chunk(b"IHDR", header)
-        + png_chunk(b"IDAT", idat)
-        + png_chunk(b"IEND", b"")
-    )
 
 
 def jpeg_header_only() -> bytes:
@@ -144,13 +124,12 @@ def bounded(server) -> TricolorClient:
         yield tricolor_client
 
 
-def served_tensors(server, images: list[bytes]) -> np.ndarray:
+def served_tensors(grpc_client, images: list[bytes]) -> np.ndarray:
     """`preprocess` called directly: the FP32 tensors resnet50 would get."""
-    with grpcclient.InferenceServerClient(server.grpc_url) as raw:
-        outputs = ("preprocessed_image",)
-        return infer(
-            raw, grpcclient, images, "preprocess", outputs, client_timeout=REQUEST_BOUND_S
-        )["preprocessed_image"]
+    outputs = ("preprocessed_image",)
+    return infer(
+        grpc_client, grpcclient, images, "preprocess", outputs, client_timeout=REQUEST_BOUND_S
+    )["preprocessed_image"]
 
 
 def local_tensor(image: bytes) -> np.ndarray:
@@ -167,7 +146,9 @@ def preprocess_stubs(server) -> list[int]:
 
 
 @pytest.mark.parametrize("case", list(HOSTILE))
-def test_hostile_input_gets_an_answer_or_a_clear_error(server, bounded, case: str) -> None:
+def test_hostile_input_gets_an_answer_or_a_clear_error(
+    server, grpc_client, bounded, case: str
+) -> None:
     factory, refusal = HOSTILE[case]
     image = factory()
     stubs = preprocess_stubs(server)
@@ -184,7 +165,7 @@ def test_hostile_input_gets_an_answer_or_a_clear_error(server, bounded, case: st
         assert result.error is None, result.error
         assert len(result.labels) == 5 and result.color_rgb.startswith("#")
         # the answer is the right one: the served tensor is what preprocess computes here
-        np.testing.assert_allclose(served_tensors(server, [image])[0], local_tensor(image))
+        np.testing.assert_allclose(served_tensors(grpc_client, [image])[0], local_tensor(image))
     else:
         reason, words = refusal
         assert result.error is not None
@@ -202,13 +183,13 @@ def test_hostile_input_gets_an_answer_or_a_clear_error(server, bounded, case: st
     assert bounded.is_ready()
 
 
-def test_exif_orientation_is_applied_by_the_server(server) -> None:
+def test_exif_orientation_is_applied_by_the_server(grpc_client) -> None:
     tagged = exif_rotated_jpeg()
     with Image.open(io.BytesIO(tagged)) as stored:  # the pixels as stored, sideways
         upright = stored.convert("RGB").transpose(Image.Transpose.ROTATE_270)
     assert upright.size == (300, 451)
     served_tagged, served_upright, served_sideways = served_tensors(
-        server, [tagged, encode(upright, "PNG"), encode(cat(), "PNG")]
+        grpc_client, [tagged, encode(upright, "PNG"), encode(cat(), "PNG")]
     )
     # the rotation is applied to the resized image (cheaper): at most one level of 255 apart
     one_level = 1 / 255 / min(IMAGENET_STD) + 1e-6
@@ -232,13 +213,12 @@ def test_a_batch_of_64_images_in_one_request(bounded) -> None:
 
 
 @pytest.mark.parametrize("model", ["classify", "preprocess"])
-def test_a_request_with_zero_rows_is_refused_clearly(server, bounded, model: str) -> None:
+def test_a_request_with_zero_rows_is_refused_clearly(grpc_client, bounded, model: str) -> None:
     """Triton itself refuses a [0, 1] BYTES input before any model runs."""
-    image_input = grpcclient.InferInput("IMAGE", [0, 1], "BYTES")
-    image_input.set_data_from_numpy(np.zeros((0, 1), dtype=np.object_))
-    with grpcclient.InferenceServerClient(server.grpc_url) as raw:
-        with pytest.raises(InferenceServerException) as refused:
-            raw.infer(model, [image_input], client_timeout=REQUEST_BOUND_S)
+    empty = image_input([], grpcclient)
+    assert empty.shape() == [0, 1]
+    with pytest.raises(InferenceServerException) as refused:
+        grpc_client.infer(model, [empty], client_timeout=REQUEST_BOUND_S)
     assert refused.value.status() == "StatusCode.INVALID_ARGUMENT"
     assert "expected 1 string elements for inference input 'IMAGE'" in refused.value.message()
     assert "got 0" in refused.value.message()

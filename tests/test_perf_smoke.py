@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from tricolor.launcher import metric_sum
-from tricolor.settings import PROJECT_ROOT
+from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT
 
-from conftest import ARTIFACTS, generated_images
+from conftest import ARTIFACTS, SHARED_IMAGES, generated_images
 
 sys.path.insert(0, str(PROJECT_ROOT / "perf"))
 
@@ -30,7 +30,7 @@ pytestmark = pytest.mark.integration
 def test_input_data_is_serialised_bytes(tmp_path: Path) -> None:
     from make_inputs import generate
 
-    paths = generate(PROJECT_ROOT.parent / "shared" / "images", tmp_path, limit=2)
+    paths = generate(SHARED_IMAGES, tmp_path, limit=2)
     entry = json.loads(paths["classify"].read_text())["data"][0]["IMAGE"]
     raw = base64.b64decode(entry["b64"])
     (length,) = struct.unpack("<I", raw[:4])
@@ -44,7 +44,7 @@ def test_perf_analyzer_csv_and_plots(server, tmp_path: Path) -> None:
     from make_inputs import generate
     from plots import breakdown_plot, latency_plot
 
-    inputs = generate(PROJECT_ROOT.parent / "shared" / "images", tmp_path / "inputs", limit=3)
+    inputs = generate(SHARED_IMAGES, tmp_path / "inputs", limit=3)
     result = measure(
         model="classify",
         grpc_url=server.grpc_url,
@@ -134,10 +134,10 @@ def test_paired_latency_runs_both_halves(server) -> None:
     from common import photos
     from paired import paired_latency
 
-    encoded = dict(list(photos(PROJECT_ROOT.parent / "shared" / "images").items())[:2])
+    encoded = dict(list(photos(SHARED_IMAGES).items())[:2])
     result = paired_latency(
         server.grpc_url,
-        PROJECT_ROOT / "model_repository" / "resnet50" / "1" / "model.onnx",
+        MODEL_REPOSITORY / "resnet50" / "1" / "model.onnx",
         encoded,
         passes=1,
     )

@@ -5,9 +5,15 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from tricolor.client import COMPOSING_MODELS, MODEL_NAME, Classification, ModelState, ModelTimes
+from tricolor.client import (
+    COMPOSING_MODELS,
+    MODEL_NAME,
+    RANDOM_WEIGHTS,
+    Classification,
+    ModelState,
+    ModelTimes,
+)
 
-RANDOM_WEIGHTS = ("random", "random_fallback")
 EXAMPLE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tricolor.client import PROTOCOLS, Classification, TricolorClient
+from tricolor.client import PROTOCOLS, RANDOM_WEIGHTS, Classification, TricolorClient
 from tricolor.launcher import ServerOptions, serve
 from tricolor.settings import DEFAULT_BIND_ADDRESS, MODEL_REPOSITORY, Ports, default_triton_url
 
@@ -55,7 +55,7 @@ def render_table(results: list[Classification], console: Console) -> None:
         second = "  second look taken" if result.second_look else ""
         console.print(f"  latency {result.latency_ms:.1f} ms{second}\n")
     weights = {result.weights for result in results if result.error is None}
-    if weights & {"random", "random_fallback"}:
+    if weights.intersection(RANDOM_WEIGHTS):
         console.print(
             "[bold yellow]WARNING: the server runs seeded RANDOM weights: these labels mean "
             "nothing. Re-export with ImageNet weights (`.venv-export/bin/python "

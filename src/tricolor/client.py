@@ -11,6 +11,7 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, astuple, dataclass, field, fields
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -32,6 +33,8 @@ OUTPUTS = (
 )
 PROTOCOLS = ("grpc", "http")
 COMPOSING_MODELS = ("preprocess", "resnet50", "postprocess")
+# what the WEIGHTS output says when the export had no pretrained weights: the labels mean nothing
+RANDOM_WEIGHTS = ("random", "random_fallback")
 STAT_PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
 
 
@@ -136,6 +139,15 @@ def rows_to_classifications(
     ]
 
 
+def image_input(images: list[bytes], module: ModuleType) -> Any:
+    """The `IMAGE` input of `classify` / `preprocess` (tritonclient gRPC or HTTP `module`): one
+    encoded image per row."""
+    data = np.array(images, dtype=np.object_).reshape(-1, 1)
+    tensor = module.InferInput("IMAGE", list(data.shape), "BYTES")
+    tensor.set_data_from_numpy(data)
+    return tensor
+
+
 class TricolorClient:
     """A `classify` client over gRPC (default) or HTTP; `url` is `host:port`."""
 
@@ -220,14 +232,11 @@ class TricolorClient:
 
     def infer_batch(self, images: list[bytes]) -> dict[str, np.ndarray]:
         """All images as rows of one request; raises `InferenceServerException` if any is bad."""
-        data = np.array(images, dtype=np.object_).reshape(-1, 1)
-        image_input = self._module.InferInput("IMAGE", list(data.shape), "BYTES")
-        image_input.set_data_from_numpy(data)
         requested = [self._module.InferRequestedOutput(name) for name in OUTPUTS]
         kwargs: dict[str, Any] = {"outputs": requested}
         if self.protocol == "grpc":
             kwargs["client_timeout"] = self.timeout_s
-        result = self._client.infer(MODEL_NAME, [image_input], **kwargs)
+        result = self._client.infer(MODEL_NAME, [image_input(images, self._module)], **kwargs)
         return {name: result.as_numpy(name) for name in OUTPUTS}
 
     def classify_batch(self, images: list[bytes], paths: list[str]) -> list[Classification]:
