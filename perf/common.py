@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from tricolor.imaging import Limits, normalise, preprocess
+
 PERF_DIR = Path(__file__).resolve().parent
 ROOT = PERF_DIR.parent
 OUT_DIR = PERF_DIR / "out"
@@ -22,9 +24,6 @@ SHARED_IMAGES = ROOT.parent / "shared" / "images"
 MODEL_REPOSITORY = ROOT / "model_repository"
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp"}
 
-sys.path[:0] = [str(ROOT / "src"), str(MODEL_REPOSITORY / "preprocess" / "1")]
-
-from imaging import Limits, normalise, preprocess  # noqa: E402 (found through sys.path above)
 
 # the served preprocess's settings (model_repository/preprocess/config.pbtxt)
 RESIZE_SIZE = 232

@@ -43,7 +43,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from imaging import (
+from tricolor.imaging import (
     CROP_SIZE,
     EXIF_ORIENTATION,
     IMAGENET_MEAN,

@@ -29,7 +29,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from imaging import normalise
+from tricolor.imaging import normalise
 
 
 def generated(count: int = 24) -> list[np.ndarray]:

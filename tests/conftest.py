@@ -6,7 +6,6 @@ import functools
 import io
 import struct
 import subprocess
-import sys
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,12 +25,6 @@ from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 EXPORT_PYTHON = PROJECT_ROOT / ".venv-export" / "bin" / "python"
 SHARED_IMAGES = PROJECT_ROOT.parent / "shared" / "images"
-
-# the models' pure functions, importable without Triton
-sys.path[:0] = [
-    str(MODEL_REPOSITORY / "preprocess" / "1"),
-    str(MODEL_REPOSITORY / "postprocess" / "1"),
-]
 
 
 def start_server(log_name: str, **options: object) -> TritonServer:

@@ -15,6 +15,9 @@ from PIL import Image
 from tritonclient.utils import InferenceServerException
 
 from tricolor.client import TricolorClient
+from tricolor.colours import RGB_PALETTE, RYB_PALETTE
+from tricolor.imaging import Limits, open_image
+from tricolor.scores import softmax
 from tricolor.settings import MODEL_REPOSITORY
 
 from conftest import (
@@ -29,8 +32,6 @@ from conftest import (
     scrape,
     start_server,
 )
-from imaging import Limits, open_image
-from postprocessing import RGB_PALETTE, RYB_PALETTE, softmax
 
 pytestmark = pytest.mark.integration
 

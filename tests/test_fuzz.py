@@ -15,8 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from tricolor.imaging import CROP_SIZE, ImageRejected, Limits, Preprocessed, preprocess
+
 from conftest import encode
-from imaging import CROP_SIZE, ImageRejected, Limits, Preprocessed, preprocess
 
 RESIZE_SIZE, THUMBNAIL_SIZE = 232, 64
 LIMITS = Limits()

@@ -20,6 +20,7 @@ from PIL import Image
 from tritonclient.utils import InferenceServerException
 
 from tricolor.client import TricolorClient, image_input
+from tricolor.imaging import IMAGENET_STD, Limits, normalise, preprocess
 
 from conftest import (
     encode,
@@ -31,7 +32,6 @@ from conftest import (
     scrape,
     stub_processes,
 )
-from imaging import IMAGENET_STD, Limits, normalise, preprocess
 
 pytestmark = pytest.mark.integration
 

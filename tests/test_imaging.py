@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from conftest import encode, png_bomb
-from imaging import (
+from tricolor.imaging import (
     CROP_SIZE,
     ImageRejected,
     Limits,
@@ -19,6 +18,8 @@ from imaging import (
     preprocess,
     resized_size,
 )
+
+from conftest import encode, png_bomb
 
 LIMITS = Limits()
 

@@ -5,14 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from postprocessing import (
-    RGB_PALETTE,
-    RYB_PALETTE,
-    dominant_colours,
-    palette_scores,
-    softmax,
-    top_k,
-)
+from tricolor.colours import RGB_PALETTE, RYB_PALETTE, dominant_colours, palette_scores
+from tricolor.scores import softmax, top_k
 
 
 def loop_scores(pixels: np.ndarray, palette) -> list[float]:

@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from postprocessing import RGB_PALETTE, RYB_PALETTE, dominant_colours, softmax, top_k
+from tricolor.colours import RGB_PALETTE, RYB_PALETTE, dominant_colours
+from tricolor.scores import softmax, top_k
 
 INPUTS = ("logits", "preprocessed_image", "thumbnail", "thumbnail_size")
 CONFIDENCE_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)

@@ -11,7 +11,7 @@ import time
 
 import triton_python_backend_utils as pb_utils
 
-from imaging import ImageRejected, Limits, normalise, pad_thumbnails, preprocess
+from tricolor.imaging import ImageRejected, Limits, normalise, pad_thumbnails, preprocess
 
 # seconds per image: small JPEGs take ~5 ms, 20-megapixel photos ~0.5 s on one core
 DECODE_BUCKETS = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
