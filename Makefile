@@ -12,7 +12,7 @@ ONNX_MODEL := model_repository/resnet50/1/model.onnx
 LABELS_FILE := model_repository/postprocess/labels.txt
 RUFF := $(VENV)/bin/ruff
 
-.PHONY: setup serve demo test perf torchserve-venv int8 check fmt clean
+.PHONY: setup serve demo test perf torchserve-venv int8 check fmt clean test-deps perf-deps
 
 setup: $(VENV)/.installed $(EXPORT_VENV)/.installed $(UI_VENV)/.installed $(ONNX_MODEL) \
 	$(LABELS_FILE)
@@ -45,13 +45,21 @@ serve: setup
 demo: setup
 	$(UI_VENV)/bin/python ui/app.py --with-server
 
-test: setup
+# the Debian packages first (tools/system-deps.sh installs them, or says how), so a missing one
+# stops the run in seconds, not after the venvs
+test: test-deps setup
 	$(VENV)/bin/pytest
+
+test-deps:
+	tools/system-deps.sh test
 
 # load runs, the in-process limit, the TorchServe peer (if .venv-torchserve exists), plots and
 # perf/RESULTS.md (tens of minutes); `make perf SMOKE=1` checks the scripts in about a minute
-perf: setup
+perf: perf-deps setup
 	$(VENV)/bin/python perf/run.py $(if $(SMOKE),--smoke --label smoke)
+
+perf-deps:
+	tools/system-deps.sh perf
 
 # the TorchServe peer's own venv (torch; never in .venv)
 torchserve-venv: .venv-torchserve/.installed
