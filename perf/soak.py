@@ -37,8 +37,8 @@ def rss_mib(pid: int) -> float:
 
 def processes(server_pid: int) -> dict[str, int]:
     """{"tritonserver": pid, "preprocess_0_0": pid, ...}: the server and its stubs."""
-    stubs = sorted(python_stubs(server_pid), key=lambda stub: stub.instance)
-    return {"tritonserver": server_pid, **{stub.instance: stub.pid for stub in stubs}}
+    stubs = sorted(python_stubs(server_pid), key=lambda stub: (stub.model, stub.pid))
+    return {"tritonserver": server_pid, **{f"{stub.model}[{stub.pid}]": stub.pid for stub in stubs}}
 
 
 def encode(image: Image.Image, image_format: str) -> bytes:

@@ -170,7 +170,7 @@ def test_serve_restarts_tritonserver_when_a_python_stub_dies(serving: Serving, i
     victim = next(stub for stub in python_stubs(tritonserver) if stub.model == "resnet50")
     os.kill(victim.pid, signal.SIGKILL)
     lines = serving.read_until("tricolor ready")
-    assert any(f"stub(s) {victim.instance} died" in line for line in lines), lines[-30:]
+    assert any(f"{victim.model} (pid {victim.pid})" in line for line in lines), lines[-30:]
     with TricolorClient(f"127.0.0.1:{serving.ports.grpc}") as client:
         assert client.classify_one(images[0].read_bytes(), images[0].name).error is None
     serving.process.send_signal(signal.SIGTERM)

@@ -14,7 +14,15 @@ from rich.text import Text
 
 from tricolor.client import PROTOCOLS, RANDOM_WEIGHTS, Classification, TricolorClient
 from tricolor.launcher import ServerOptions, serve
-from tricolor.settings import DEFAULT_BIND_ADDRESS, MODEL_REPOSITORY, Ports, default_triton_url
+from tricolor.settings import (
+    DEFAULT_BIND_ADDRESS,
+    DEFAULT_GRPC_PORT,
+    DEFAULT_HTTP_PORT,
+    DEFAULT_METRICS_PORT,
+    MODEL_REPOSITORY,
+    Ports,
+    default_triton_url,
+)
 
 
 def default_url(protocol: str) -> str:
@@ -91,12 +99,14 @@ def command_classify(args: argparse.Namespace) -> int:
 
 def command_serve(args: argparse.Namespace) -> int:
     options = ServerOptions(
+        ports=Ports(http=args.http_port, grpc=args.grpc_port, metrics=args.metrics_port),
         address=args.host,
         model_repository=Path(args.model_repository),
         config_name=None if args.config_name == "default" else args.config_name,
         model_control="explicit" if args.allow_model_control else "none",
         prefer=args.tritonserver,
         log_verbose=args.log_verbose,
+        exit_timeout_s=args.exit_timeout_secs,
     )
     return serve(options)
 
@@ -119,6 +129,24 @@ def build_parser() -> argparse.ArgumentParser:
         "--host",
         default=os.environ.get("TRITON_HOST", DEFAULT_BIND_ADDRESS),
         help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it to the network)",
+    )
+    ports = Ports.from_env()
+    for name, port, variable, default in (
+        ("http", ports.http, "HTTP_PORT", DEFAULT_HTTP_PORT),
+        ("grpc", ports.grpc, "GRPC_PORT", DEFAULT_GRPC_PORT),
+        ("metrics", ports.metrics, "METRICS_PORT", DEFAULT_METRICS_PORT),
+    ):
+        serve_parser.add_argument(
+            f"--{name}-port",
+            type=int,
+            default=port,
+            help=f"{name.upper()} port (default: ${variable}, else {default})",
+        )
+    serve_parser.add_argument(
+        "--exit-timeout-secs",
+        type=int,
+        default=30,
+        help="on Ctrl-C / SIGTERM, wait this long for in-flight requests before stopping",
     )
     serve_parser.add_argument("--model-repository", default=str(MODEL_REPOSITORY))
     serve_parser.add_argument(

@@ -1,16 +1,11 @@
-"""Start `tritonserver` on tricolor's model repository and wait until it is ready.
-
-The embedded default is the binary that the `nvidia-pytriton` wheel ships (Triton 2.51.0 with
-the Python backend), run with `--model-config-name=cpu`. A `tritonserver` on PATH (NVIDIA's
-container) is used when the wheel is absent or when asked for.
-"""
+"""One `tritonserver` process on given ports: start, wait for readiness, drain, stop."""
 
 from __future__ import annotations
 
 import ctypes
 import errno
+import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,33 +16,17 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from tricolor.settings import (
-    DEFAULT_BIND_ADDRESS,
-    LOCAL_STATE_DIR,
-    MODEL_REPOSITORY,
-    Ports,
-    free_ports,
-)
+from tricolor.launcher.errors import LauncherError
+from tricolor.launcher.installation import TritonInstallation, find_installation
+from tricolor.launcher.metrics import metric_sum
+from tricolor.settings import DEFAULT_BIND_ADDRESS, MODEL_REPOSITORY, Ports, free_ports
 
 # the metrics whose sum is the number of requests queued or executing (see `drain`)
 IN_FLIGHT_METRICS = ("nv_inference_pending_request_count", "tricolor_executing_requests")
 DRAIN_IDLE_POLLS = 3
-STUB_CHECK_INTERVAL_S = 1.0
 PR_SET_PDEATHSIG = 1
-
-
-class LauncherError(RuntimeError):
-    """The server could not be started; the message says why and what to do."""
-
-
-@dataclass(frozen=True)
-class TritonInstallation:
-    """A `tritonserver` binary, the backends beside it and the environment it needs."""
-
-    binary: Path
-    backend_directory: Path
-    library_path: list[Path] = field(default_factory=list)
 
 
 def _terminate_with_parent() -> None:
@@ -56,71 +35,6 @@ def _terminate_with_parent() -> None:
     (Linux `prctl(PR_SET_PDEATHSIG)`; start servers from a thread that outlives them.)
     """
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def _pytriton_root() -> Path | None:
-    try:
-        import pytriton  # noqa: PLC0415 (optional: only the embedded mode needs it)
-    except ImportError:
-        return None
-    return Path(pytriton.__file__).resolve().parent
-
-
-def embedded_installation(state_dir: Path = LOCAL_STATE_DIR) -> TritonInstallation | None:
-    """The wheel's `tritonserver`, with a backend directory holding the stub for this Python.
-
-    The wheel keeps one Python-backend stub per Python version; Triton looks for it beside
-    `libtriton_python.so`, so the backend is copied once into `state_dir` with the right stub,
-    as PyTriton itself does.
-    """
-    root = _pytriton_root()
-    if root is None:
-        return None
-    server_dir = root / "tritonserver"
-    python_version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    stub = server_dir / "python_backend_stubs" / python_version / "triton_python_backend_stub"
-    if not stub.exists():
-        raise LauncherError(f"nvidia-pytriton ships no Python-backend stub for {python_version}")
-    backends = state_dir / "backends"
-    python_backend = backends / "python"
-    if not (python_backend / "triton_python_backend_stub").exists():
-        staging = backends / f".python-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
-        shutil.copytree(server_dir / "backends" / "python", staging)
-        shutil.copy2(stub, staging / "triton_python_backend_stub")
-        shutil.rmtree(python_backend, ignore_errors=True)
-        staging.rename(python_backend)
-    return TritonInstallation(
-        binary=server_dir / "bin" / "tritonserver",
-        backend_directory=backends,
-        library_path=[root.parent / "nvidia_pytriton.libs"],
-    )
-
-
-def system_installation() -> TritonInstallation | None:
-    """A `tritonserver` on PATH, with the backends of NVIDIA's container layout."""
-    found = shutil.which("tritonserver")
-    if found is None:
-        return None
-    binary = Path(found).resolve()
-    return TritonInstallation(binary=binary, backend_directory=binary.parent.parent / "backends")
-
-
-def find_installation(prefer: str = "auto") -> TritonInstallation:
-    """`embedded` (the wheel), `system` (PATH) or `auto` (embedded, else system)."""
-    finders = {
-        "embedded": [embedded_installation],
-        "system": [system_installation],
-        "auto": [embedded_installation, system_installation],
-    }[prefer]
-    for finder in finders:
-        installation = finder()
-        if installation is not None:
-            return installation
-    raise LauncherError(
-        "no tritonserver found: run `make setup` (installs nvidia-pytriton into .venv) "
-        "or put NVIDIA's tritonserver on PATH"
-    )
 
 
 def check_port_free(address: str, port: int, variable: str) -> None:
@@ -137,46 +51,6 @@ def check_port_free(address: str, port: int, variable: str) -> None:
                     f"{variable}={port + 100}"
                 ) from exc
             raise LauncherError(f"cannot bind {address}:{port} ({variable}): {exc}") from exc
-
-
-def metric_sum(text: str, name: str, **labels: str) -> float:
-    """Sum of the series of metric `name` (Prometheus text) whose labels include `labels`."""
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items())
-    )
-
-
-@dataclass(frozen=True)
-class Stub:
-    """A Python-backend stub process: one per model instance, started by tritonserver."""
-
-    pid: int
-    model: str
-    instance: str  # e.g. preprocess_0_1
-
-
-def python_stubs(server_pid: int) -> list[Stub]:
-    """The live (not zombie) stub processes of the tritonserver with PID `server_pid`."""
-    stubs = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            status = (entry / "status").read_text()
-            arguments = (entry / "cmdline").read_bytes().split(b"\0")
-        except OSError:  # gone meanwhile
-            continue
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        if int(fields["PPid"]) != server_pid or fields["State"].strip().startswith("Z"):
-            continue
-        if arguments[0].endswith(b"triton_python_backend_stub") and len(arguments) > 9:
-            model_file = Path(arguments[1].decode())  # <repository>/<model>/<version>/model.py
-            stubs.append(
-                Stub(int(entry.name), model_file.parent.parent.name, arguments[8].decode())
-            )
-    return stubs
 
 
 @dataclass
@@ -234,6 +108,9 @@ class TritonServer:
         ]
         if opts.model_control == "explicit":
             command.append("--load-model=*")
+        if opts.config_name == "cpu":
+            # no pinned (CUDA host) memory pool to try and fail to allocate on a CPU host
+            command.append("--pinned-memory-pool-byte-size=0")
         if opts.config_name:
             command.append(f"--model-config-name={opts.config_name}")
         return command + opts.extra_args
@@ -255,9 +132,6 @@ class TritonServer:
             (opts.ports.metrics, "METRICS_PORT"),
         ):
             check_port_free(opts.address, port, variable)
-        onnx_model = opts.model_repository / "resnet50" / "1" / "model.onnx"
-        if opts.config_name == "cpu" and not onnx_model.exists():
-            raise LauncherError(f"{onnx_model} is missing: run `make setup` to export it")
         installation = find_installation(opts.prefer)
         self.process = subprocess.Popen(
             self.command(installation),
@@ -267,6 +141,12 @@ class TritonServer:
             start_new_session=True,
             preexec_fn=_terminate_with_parent,
         )
+
+    def _get(self, path: str, data: bytes | None = None) -> Any:
+        """JSON from the HTTP endpoint (POST when `data` is given); raises `OSError`."""
+        url = f"http://{self.http_url}{path}"
+        with urllib.request.urlopen(url, data=data, timeout=5) as response:
+            return json.loads(response.read() or b"null")
 
     def is_ready(self) -> bool:
         try:
@@ -293,6 +173,18 @@ class TritonServer:
         if not interrupted():
             raise LauncherError(f"tritonserver was not ready after {timeout_s:.0f} s")
 
+    def python_instance_count(self) -> int:
+        """Python-backend model instances of the loaded models: one stub process each."""
+        index = self._get("/v2/repository/index", data=b"{}")
+        count = 0
+        for model in index:
+            if model.get("state") != "READY":
+                continue
+            config = self._get(f"/v2/models/{model['name']}/config")
+            if config.get("backend") == "python":
+                count += sum(int(group.get("count", 1)) for group in config["instance_group"])
+        return count
+
     def metrics_text(self) -> str:
         """The metrics endpoint's Prometheus text; raises `OSError` when it cannot be read."""
         with urllib.request.urlopen(self.metrics_url, timeout=2) as response:
@@ -313,8 +205,9 @@ class TritonServer:
     def drain(self, timeout_s: float) -> bool:
         """Wait until no request is queued or executing anywhere, at most `timeout_s`.
 
-        Triton's own SIGTERM refuses the next step of an in-flight ensemble request (it is a
-        new request to the composing model), so the launcher lets them finish first.
+        Works around Triton 2.51's SIGTERM, which refuses the next step of an ensemble request
+        already in flight (each step is a new request to the composing model): the launcher
+        lets them finish first.
         """
         deadline = time.monotonic() + timeout_s
         idle_polls = 0
@@ -370,75 +263,3 @@ def start_on_free_ports(log: Path, timeout_s: float = 180.0, **options: object) 
         server.stop(drain=False)
         raise
     return server
-
-
-def serve(options: ServerOptions) -> int:
-    """Run in the foreground until Ctrl-C / SIGTERM; Triton's log goes to the terminal.
-
-    The first signal drains in-flight requests, then stops Triton; a second one stops it now.
-    Triton 2.51 does not restart a Python-backend stub that dies (its model keeps claiming
-    to be ready while every request routed to it fails), so with model control off the
-    launcher watches the stubs and restarts the server when one is gone.
-    """
-    server = TritonServer(options)
-    signals: list[int] = []
-
-    def request_stop(signum: int, _frame: object) -> None:
-        signals.append(signum)
-        if len(signals) > 1 and server.process is not None and server.process.poll() is None:
-            print("\ntricolor: stopping tritonserver now", flush=True)
-            server.process.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    watch_stubs = options.model_control == "none"
-    while not signals:
-        try:
-            server.start()
-            server.wait_ready(interrupted=lambda: bool(signals))
-        except LauncherError as exc:
-            print(f"tricolor: {exc}", file=sys.stderr, flush=True)
-            server.stop(drain=False)
-            return 1
-        if signals:
-            break
-        print(ready_banner(server, options.address), flush=True)
-        assert server.process is not None
-        # by PID: a stub that died stays lost even if something starts another in its place
-        watched = {stub.pid: stub.instance for stub in python_stubs(server.process.pid)}
-        lost: set[str] = set()
-        while not signals and not lost and server.process.poll() is None:
-            time.sleep(STUB_CHECK_INTERVAL_S)
-            if watch_stubs:
-                alive = {stub.pid for stub in python_stubs(server.process.pid)}
-                lost = {instance for pid, instance in watched.items() if pid not in alive}
-        if not lost:
-            break
-        print(
-            f"\ntricolor: Python-backend stub(s) {', '.join(sorted(lost))} died and Triton does "
-            "not restart them: restarting tritonserver",
-            flush=True,
-        )
-        server.stop(drain=False)
-    if not signals:
-        return server.process.returncode if server.process is not None else 1
-    print(
-        f"\ntricolor: {signal.Signals(signals[0]).name}, draining in-flight requests "
-        "(again to stop now), then stopping tritonserver",
-        flush=True,
-    )
-    return_code = server.stop()
-    return 0 if return_code in (0, -signal.SIGTERM, None) else 1
-
-
-def ready_banner(server: TritonServer, address: str) -> str:
-    exposure = (
-        "  bound to loopback only; `--host 0.0.0.0` exposes it to the network\n"
-        if address in ("127.0.0.1", "localhost", "::1")
-        else f"  listening on {address}: reachable from the network\n"
-    )
-    return (
-        f"\ntricolor ready: HTTP http://{server.http_url}  gRPC {server.grpc_url}  "
-        f"metrics {server.metrics_url}\n"
-        f"  try: tricolor classify --url {server.grpc_url} IMAGE\n" + exposure
-    )
