@@ -175,17 +175,27 @@ def _interrupt(_signum: int, _frame: object) -> None:
 
 
 def start_server(url: str, timeout_s: float = 180.0) -> subprocess.Popen[bytes]:
-    """`tricolor serve` from the serving venv; returns once `classify` is ready."""
-    process = subprocess.Popen(SERVE_COMMAND)
-    deadline = time.monotonic() + timeout_s
+    """`tricolor serve` from the serving venv; returns once `classify` is ready.
+
+    Stops, instead of quietly using it, when a server already answers at `url` (a `make serve`
+    in another terminal): the UI would otherwise run against a server it did not start.
+    """
     with TricolorClient(url) as client:
-        while not client.is_ready():
-            if process.poll() is not None:
-                raise SystemExit(f"tricolor serve exited with code {process.returncode}")
+        if client.is_ready():
+            raise SystemExit(
+                f"ui: a Triton server already answers at {url} (a `make serve` elsewhere?). "
+                "Stop it, or use it: `.venv-ui/bin/python ui/app.py` starts only the UI "
+                f"(TRITON_URL={url})"
+            )
+        process = subprocess.Popen(SERVE_COMMAND)
+        deadline = time.monotonic() + timeout_s
+        while process.poll() is None and not client.is_ready():
             if time.monotonic() > deadline:
                 process.terminate()
-                raise SystemExit(f"Triton was not ready at {url} after {timeout_s:.0f} s")
+                raise SystemExit(f"ui: Triton was not ready at {url} after {timeout_s:.0f} s")
             time.sleep(0.5)
+    if process.poll() is not None:
+        raise SystemExit(f"ui: tricolor serve exited with code {process.returncode} (see above)")
     return process
 
 
