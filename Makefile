@@ -22,9 +22,11 @@ $(VENV)/.installed: pyproject.toml
 	$(VENV)/bin/pip install --quiet -e ".[dev,ui,perf]"
 	touch $@
 
-$(EXPORT_VENV)/.installed: build_engines/requirements.txt
+# tricolor itself without its serving dependencies: the export reads tricolor.weights
+$(EXPORT_VENV)/.installed: build_engines/requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(EXPORT_VENV)
 	$(EXPORT_VENV)/bin/pip install --quiet -r build_engines/requirements.txt
+	$(EXPORT_VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
 # gradio caps pillow below 13: the UI (a pure gRPC client) gets its own venv

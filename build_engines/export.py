@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tricolor.weights import PROVENANCE_FILE, REEXPORT_HINT, random_weights_warning
+
 if TYPE_CHECKING:
     import torch
 
@@ -41,15 +43,6 @@ MIN_OPSET = 17
 CHECK_BATCH = 2
 MAX_ABS_DIFF = 1e-3  # ONNX Runtime vs PyTorch logits, both FP32 on CPU
 DOWNLOAD_TIMEOUT_S = 10.0
-
-REEXPORT_HINT = (
-    "put resnet50-11ad3fa6.pth in <torch hub dir>/checkpoints (or allow the download) and run "
-    "'.venv-export/bin/python build_engines/export.py --force'"
-)
-RANDOM_WARNING = (
-    "ResNet-50 exported with RANDOM weights (weights={kind}, seed {seed}): its predictions are "
-    f"meaningless. For ImageNet weights, {REEXPORT_HINT}."
-)
 
 
 @dataclass
@@ -128,7 +121,7 @@ def random_metadata(kind: str, seed: int) -> dict[str, str]:
     return {
         "weights": kind,
         "seed": str(seed),
-        "warning": RANDOM_WARNING.format(kind=kind, seed=seed),
+        "warning": random_weights_warning(kind),
     }
 
 
@@ -315,7 +308,7 @@ def run_export(args: argparse.Namespace) -> int:
     finally:
         tmp.unlink(missing_ok=True)
     write_labels(args.labels_out, weights.labels)
-    write_provenance(args.labels_out.with_name("weights.json"), metadata)
+    write_provenance(args.labels_out.with_name(PROVENANCE_FILE), metadata)
     LOG.info(
         "wrote %s (%d classes, weights=%s) and %s",
         args.output,

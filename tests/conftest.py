@@ -18,7 +18,8 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from PIL import Image
 
-from tricolor.client import OUTPUTS, TricolorClient, image_input
+from tricolor.client import TricolorClient, image_input
+from tricolor.contract import OUTPUT_NAMES
 from tricolor.launcher import TritonServer, metric_sum, python_stubs, start_on_free_ports
 from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT
 
@@ -37,7 +38,7 @@ def infer(
     module: ModuleType,
     images: list[bytes],
     model: str = "classify",
-    outputs: tuple[str, ...] = OUTPUTS,
+    outputs: tuple[str, ...] = OUTPUT_NAMES,
     **options: object,
 ) -> dict[str, np.ndarray]:
     """A raw tritonclient request (gRPC or HTTP `module`) with the images as rows."""

@@ -5,14 +5,9 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from tricolor.client import (
-    COMPOSING_MODELS,
-    MODEL_NAME,
-    RANDOM_WEIGHTS,
-    Classification,
-    ModelState,
-    ModelTimes,
-)
+from tricolor.client import Classification, ModelState, ModelTimes
+from tricolor.contract import COMPOSING_MODELS, MODEL_NAME
+from tricolor.weights import RANDOM_WEIGHTS
 
 EXAMPLE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tricolor.client import PROTOCOLS, RANDOM_WEIGHTS, Classification, TricolorClient
+from tricolor.client import PROTOCOLS, Classification, TricolorClient
 from tricolor.launcher import ServerOptions, serve
 from tricolor.settings import (
     DEFAULT_BIND_ADDRESS,
@@ -23,6 +23,7 @@ from tricolor.settings import (
     Ports,
     default_triton_url,
 )
+from tricolor.weights import RANDOM_WEIGHTS
 
 
 def default_url(protocol: str) -> str:

@@ -19,22 +19,16 @@ import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
-MODEL_NAME = "classify"
-OUTPUTS = (
-    "LABELS",
-    "SCORES",
-    "CLASS_IDS",
-    "COLOR_RGB",
-    "COLOR_RYB",
-    "COLOR_RGB_NAME",
-    "COLOR_RYB_NAME",
-    "SECOND_LOOK",
-    "WEIGHTS",
+from tricolor.contract import (
+    COMPOSING_MODELS,
+    IMAGE_INPUT,
+    MODEL_NAME,
+    OUTPUT_NAMES,
+    OUTPUTS,
+    Output,
 )
+
 PROTOCOLS = ("grpc", "http")
-COMPOSING_MODELS = ("preprocess", "resnet50", "postprocess")
-# what the WEIGHTS output says when the export had no pretrained weights: the labels mean nothing
-RANDOM_WEIGHTS = ("random", "random_fallback")
 STAT_PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
 
 
@@ -117,6 +111,12 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+def _value(output: Output, values: np.ndarray) -> Any:
+    """One image's value of `output` as plain Python: a list for a listed output."""
+    convert = {"BYTES": _text, "FP32": float, "INT32": int, "BOOL": bool}[output.datatype]
+    return [convert(value) for value in values] if output.listed else convert(values[0])
+
+
 def rows_to_classifications(
     outputs: dict[str, np.ndarray], paths: list[str], latency_ms: float
 ) -> list[Classification]:
@@ -124,16 +124,8 @@ def rows_to_classifications(
     return [
         Classification(
             path=path,
-            labels=[_text(label) for label in outputs["LABELS"][row]],
-            scores=[float(score) for score in outputs["SCORES"][row]],
-            class_ids=[int(index) for index in outputs["CLASS_IDS"][row]],
-            color_rgb=_text(outputs["COLOR_RGB"][row][0]),
-            color_ryb=_text(outputs["COLOR_RYB"][row][0]),
-            color_rgb_name=_text(outputs["COLOR_RGB_NAME"][row][0]),
-            color_ryb_name=_text(outputs["COLOR_RYB_NAME"][row][0]),
-            second_look=bool(outputs["SECOND_LOOK"][row][0]),
-            weights=_text(outputs["WEIGHTS"][row][0]),
             latency_ms=latency_ms,
+            **{output.field: _value(output, outputs[output.name][row]) for output in OUTPUTS},
         )
         for row, path in enumerate(paths)
     ]
@@ -143,7 +135,7 @@ def image_input(images: list[bytes], module: ModuleType) -> Any:
     """The `IMAGE` input of `classify` / `preprocess` (tritonclient gRPC or HTTP `module`): one
     encoded image per row."""
     data = np.array(images, dtype=np.object_).reshape(-1, 1)
-    tensor = module.InferInput("IMAGE", list(data.shape), "BYTES")
+    tensor = module.InferInput(IMAGE_INPUT, list(data.shape), "BYTES")
     tensor.set_data_from_numpy(data)
     return tensor
 
@@ -232,12 +224,12 @@ class TricolorClient:
 
     def infer_batch(self, images: list[bytes]) -> dict[str, np.ndarray]:
         """All images as rows of one request; raises `InferenceServerException` if any is bad."""
-        requested = [self._module.InferRequestedOutput(name) for name in OUTPUTS]
+        requested = [self._module.InferRequestedOutput(name) for name in OUTPUT_NAMES]
         kwargs: dict[str, Any] = {"outputs": requested}
         if self.protocol == "grpc":
             kwargs["client_timeout"] = self.timeout_s
         result = self._client.infer(MODEL_NAME, [image_input(images, self._module)], **kwargs)
-        return {name: result.as_numpy(name) for name in OUTPUTS}
+        return {name: result.as_numpy(name) for name in OUTPUT_NAMES}
 
     def classify_batch(self, images: list[bytes], paths: list[str]) -> list[Classification]:
         started = time.perf_counter()

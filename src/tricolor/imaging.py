@@ -179,16 +179,14 @@ def preprocess(
     new_width, new_height = resized_size(*decoded.upright_size, resize_size)
     left = int(round((new_width - CROP_SIZE) / 2.0))  # torchvision's CenterCrop
     top = int(round((new_height - CROP_SIZE) / 2.0))
-    try:
-        if new_width * new_height > MAX_RESIZED_PIXELS:
-            crop, thumbnail = _window(decoded, (new_width, new_height), (left, top))
-        else:
-            resized = _resize_upright(decoded, (new_width, new_height))
-            crop = np.asarray(resized)[top : top + CROP_SIZE, left : left + CROP_SIZE]
-            thumbnail = resized
-        thumbnail = shrink_to(thumbnail, thumbnail_size)
-    except _DECODE_ERRORS as exc:
-        raise ImageRejected("undecodable", f"cannot resize image: {_describe(exc)}") from exc
+    # the pixels are decoded (`open_image` loads them): what fails from here on is our own code
+    if new_width * new_height > MAX_RESIZED_PIXELS:
+        crop, thumbnail = _window(decoded, (new_width, new_height), (left, top))
+    else:
+        resized = _resize_upright(decoded, (new_width, new_height))
+        crop = np.asarray(resized)[top : top + CROP_SIZE, left : left + CROP_SIZE]
+        thumbnail = resized
+    thumbnail = shrink_to(thumbnail, thumbnail_size)
     return Preprocessed(crop=np.asarray(crop), thumbnail=np.asarray(thumbnail))
 
 

@@ -6,58 +6,36 @@ the TensorRT backend and this file is ignored.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 import triton_python_backend_utils as pb_utils
 
+from tricolor.python_backend import ExecutingRequests, Failure, gather, load_config, respond
 
-def _parameter(parameters: dict, name: str, default: str) -> str:
-    return parameters.get(name, {}).get("string_value", default)
+RUNTIMES = ("onnxruntime", "openvino")
 
 
 class TritonPythonModel:
     def initialize(self, args: dict) -> None:
-        config = json.loads(args["model_config"])
-        parameters = config.get("parameters", {})
-        model_path = (
-            Path(args["model_repository"])
-            / args["model_version"]
-            / _parameter(parameters, "model_file", "model.onnx")
-        )
+        _, parameters = load_config(args)
+        model_path = Path(args["model_repository"]) / args["model_version"]
+        model_path /= parameters.text("model_file")
         if not model_path.exists():
             raise pb_utils.TritonModelException(
                 f"{model_path} is missing: export it with `make setup`"
             )
-        options = ort.SessionOptions()
-        try:
-            options.intra_op_num_threads = int(_parameter(parameters, "intra_op_threads", "2"))
-            options.inter_op_num_threads = int(_parameter(parameters, "inter_op_threads", "1"))
-        except ValueError as exc:
-            raise pb_utils.TritonModelException(
-                f"thread parameters must be integers: {exc}"
-            ) from exc
-        runtime = _parameter(parameters, "runtime", "onnxruntime")
-        if runtime not in ("onnxruntime", "openvino"):
-            raise pb_utils.TritonModelException(
-                f"parameter runtime={runtime!r}: onnxruntime or openvino"
-            )
-        if runtime == "openvino":
-            self._load_openvino(model_path, options.intra_op_num_threads)
+        threads = parameters.integer("intra_op_threads", minimum=1)
+        if parameters.choice("runtime", RUNTIMES) == "openvino":
+            self._load_openvino(model_path, threads)
         else:
-            self._load_onnxruntime(
-                model_path, options, _parameter(parameters, "allow_spinning", "1")
-            )
-        labels = {"model": args["model_name"], "version": args["model_version"]}
-        # requests inside execute right now: the launcher drains until every model is idle
-        self.executing_family = pb_utils.MetricFamily(
-            name="tricolor_executing_requests",
-            description="Requests inside the model's execute right now",
-            kind=pb_utils.MetricFamily.GAUGE,
-        )
-        self.executing = self.executing_family.Metric(labels=labels)
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = parameters.integer("inter_op_threads", minimum=1)
+            allow_spinning = parameters.choice("allow_spinning", ("0", "1"))
+            self._load_onnxruntime(model_path, options, allow_spinning)
+        self.executing = ExecutingRequests(args)
 
     def _load_onnxruntime(self, model_path: Path, options, allow_spinning: str) -> None:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -102,40 +80,15 @@ class TritonPythonModel:
         )
 
     def execute(self, requests: list) -> list:
-        self.executing.increment(len(requests))
-        try:
-            return self._execute(requests)
-        finally:
-            self.executing.increment(-len(requests))
+        return self.executing.run(requests, self._execute)
 
     def _execute(self, requests: list) -> list:
-        tensors = [pb_utils.get_input_tensor_by_name(request, "input") for request in requests]
-        batches = [tensor.as_numpy() for tensor in tensors if tensor is not None]
+        batch = gather(requests, ("input",))
+        if batch.empty:
+            return respond(batch.outcomes, lambda rows: {})
         try:
-            logits = self.run(np.concatenate(batches)) if batches else None
-        except Exception as exc:  # ONNX Runtime raises its own types: every request gets it
-            return [self._error(f"ONNX Runtime failed: {exc}") for _ in requests]
-        responses, offset = [], 0
-        for tensor in tensors:
-            if tensor is None:
-                responses.append(self._error("input 'input' is missing"))
-                continue
-            rows = tensor.shape()[0]
-            responses.append(
-                pb_utils.InferenceResponse(
-                    output_tensors=[pb_utils.Tensor("logits", logits[offset : offset + rows])]
-                )
-            )
-            offset += rows
-        return responses
-
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        if len(batch) == 0:
-            return np.zeros((0, self.num_classes), dtype=np.float32)
-        return self._infer(batch)
-
-    @staticmethod
-    def _error(message: str):
-        return pb_utils.InferenceResponse(
-            error=pb_utils.TritonError(message, pb_utils.TritonError.INVALID_ARG)
-        )
+            logits = self._infer(batch.stacked("input"))
+        except Exception:  # noqa: BLE001 (ONNX Runtime raises its own types; not the input's fault)
+            failure = Failure.ours("ONNX Runtime failed")
+            return [failure.response() for _ in requests]
+        return respond(batch.outcomes, lambda rows: {"logits": logits[rows]})
