@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tricolor.client import Classification, ModelState, ModelTimes
 from tricolor.contract import COMPOSING_MODELS, MODEL_NAME
-from tricolor.weights import RANDOM_WEIGHTS
+from tricolor.weights import RANDOM_WEIGHTS, random_weights_warning
 
 EXAMPLE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 
@@ -56,13 +56,8 @@ def colours_html(result: Classification) -> str:
 
 def weights_warning(weights: str) -> str:
     """A loud line when the served weights are random, else nothing."""
-    if weights not in RANDOM_WEIGHTS:
-        return ""
-    return (
-        f"⚠ **The server runs random weights (`{weights}`): these labels mean nothing.** "
-        "Export ImageNet weights (`.venv-export/bin/python build_engines/export.py --force` "
-        "with the torchvision checkpoint) and restart the server."
-    )
+    warning = random_weights_warning(weights)
+    return f"⚠ **{warning[0].upper()}{warning[1:]}**" if warning else ""
 
 
 def _ms(total_ns: int, requests: int) -> str:

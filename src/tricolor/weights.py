@@ -17,8 +17,10 @@ REEXPORT_HINT = (
 
 
 def random_weights_warning(weights: str) -> str:
-    """The warning for `WEIGHTS` == `weights` (one of RANDOM_WEIGHTS): export log, server log,
-    CLI and UI say the same."""
+    """The warning when `weights` (a `WEIGHTS` value) is random, else "": the export log, the
+    server log, the CLI and the UI say the same."""
+    if weights not in RANDOM_WEIGHTS:
+        return ""
     return (
         f"ResNet-50 runs seeded RANDOM weights (weights={weights}): its labels are "
         f"meaningless. For ImageNet weights, {REEXPORT_HINT}."
