@@ -45,7 +45,7 @@ serve: setup
 
 # the embedded Triton and the UI on 127.0.0.1:UI_PORT (7860); Ctrl-C stops both
 demo: setup
-	$(UI_VENV)/bin/python ui/app.py --with-server
+	$(UI_VENV)/bin/python ui/app.py --with-server $(VENV)/bin/tricolor
 
 # the Debian packages first (tools/system-deps.sh installs them, or says how), so a missing one
 # stops the run in seconds, not after the venvs

@@ -18,7 +18,12 @@ def test_demo_stops_when_a_server_already_answers(server) -> None:
     """It must not start its UI against a server it did not start (nor leave a stray one)."""
     (ui_port,) = free_ports(1)
     done = subprocess.run(
-        [str(UI_PYTHON), str(PROJECT_ROOT / "ui" / "app.py"), "--with-server"],
+        [
+            str(UI_PYTHON),
+            str(PROJECT_ROOT / "ui" / "app.py"),
+            "--with-server",
+            str(PROJECT_ROOT / ".venv" / "bin" / "tricolor"),
+        ],
         capture_output=True,
         text=True,
         timeout=120,

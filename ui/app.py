@@ -1,7 +1,7 @@
 """tricolor in the browser: a thin Gradio app; every inference runs in Triton (gRPC).
 
 .venv-ui/bin/python ui/app.py                # UI on 127.0.0.1:UI_PORT, Triton at TRITON_URL
-.venv-ui/bin/python ui/app.py --with-server  # also starts the embedded Triton (`make demo`)
+.venv-ui/bin/python ui/app.py --with-server .venv/bin/tricolor  # + embedded Triton (make demo)
 """
 
 from __future__ import annotations
@@ -24,7 +24,6 @@ from tricolor.client import Classification, ModelTimes, TricolorClient
 from tricolor.settings import (
     DEFAULT_BIND_ADDRESS,
     LOCAL_STATE_DIR,
-    PROJECT_ROOT,
     default_triton_url,
     ui_port,
 )
@@ -34,7 +33,6 @@ import views
 MAX_UPLOAD_BYTES = 32 * 1024 * 1024  # the server's own `max_encoded_bytes` default
 MAX_BATCH_IMAGES = 32
 CSS = "#details th, #details td { white-space: nowrap; }"  # no "tot al" in narrow cells
-SERVE_COMMAND = [str(PROJECT_ROOT / ".venv" / "bin" / "tricolor"), "serve"]
 
 
 class Backend:
@@ -175,8 +173,9 @@ def _interrupt(_signum: int, _frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def start_server(url: str, timeout_s: float = 180.0) -> subprocess.Popen[bytes]:
-    """`tricolor serve` from the serving venv; returns once `classify` is ready.
+def start_server(url: str, tricolor: str, timeout_s: float = 180.0) -> subprocess.Popen[bytes]:
+    """`tricolor serve` (`tricolor`: the serving venv's console script, which has the server);
+    returns once `classify` is ready.
 
     Stops, instead of quietly using it, when a server already answers at `url` (a `make serve`
     in another terminal): the UI would otherwise run against a server it did not start.
@@ -188,7 +187,7 @@ def start_server(url: str, timeout_s: float = 180.0) -> subprocess.Popen[bytes]:
                 "Stop it, or use it: `.venv-ui/bin/python ui/app.py` starts only the UI "
                 f"(TRITON_URL={url})"
             )
-        process = subprocess.Popen(SERVE_COMMAND)
+        process = subprocess.Popen([tricolor, "serve"])
         deadline = time.monotonic() + timeout_s
         while process.poll() is None and not client.is_ready():
             if time.monotonic() > deadline:
@@ -216,12 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=ui_port(), help="default: UI_PORT or 7860")
     parser.add_argument("--triton-url", default=default_triton_url(), help="gRPC host:port")
     parser.add_argument(
-        "--with-server", action="store_true", help="start the embedded Triton too (make demo)"
+        "--with-server",
+        metavar="TRICOLOR",
+        help="start the embedded Triton too, with this `tricolor` (make demo: .venv/bin/tricolor)",
     )
     args = parser.parse_args(argv)
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry, no version check
     signal.signal(signal.SIGTERM, _interrupt)
-    server = start_server(args.triton_url) if args.with_server else None
+    server = start_server(args.triton_url, args.with_server) if args.with_server else None
     try:
         examples = views.example_images(LOCAL_STATE_DIR / "ui-examples")
         build_app(Backend(args.triton_url), examples).launch(
