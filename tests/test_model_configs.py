@@ -15,6 +15,7 @@ import pytest
 from google.protobuf import text_format
 from tritonclient.grpc import model_config_pb2
 
+from tricolor.container import FALLBACK_CACHE
 from tricolor.engine import settings_from_config
 from tricolor.settings import MODEL_REPOSITORY
 
@@ -131,6 +132,8 @@ def test_tensorrt_profiles_end_at_max_batch_size() -> None:
     }
     tensorrt = fallback.optimization.execution_accelerators.gpu_execution_accelerator[0]
     assert tensorrt.parameters["precision_mode"] == "FP16"
+    # the entrypoint creates the engine cache directory before Triton loads the fallback
+    assert tensorrt.parameters["trt_engine_cache_path"] == str(FALLBACK_CACHE)
 
 
 def parameters_read(model_file: Path) -> set[str]:

@@ -39,8 +39,10 @@ from tricolor.engine import (
 from tricolor.launcher import ServerOptions, serve
 from tricolor.settings import MODEL_REPOSITORY
 
-SERVED_REPOSITORY = Path("/var/run/tricolor/model_repository")
+SERVED_REPOSITORY = Path("/var/lib/tricolor/model_repository")
 ENGINES = Path("/engines")
+# trt_engine_cache_path of configs/onnx-tensorrt.pbtxt: ONNX Runtime keeps its engines there
+FALLBACK_CACHE = Path("/var/cache/tricolor/onnx-tensorrt")
 TENSORRT_LIBRARY = "libnvinfer.so.10"
 # the GPU stack's dashboard needs GPU metrics and the latency summaries (p50 / p99)
 METRICS_ARGS = ["--allow-gpu-metrics=true", "--metrics-config=summary_latencies=true"]
@@ -151,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tricolor: serving {args.engines / PLAN_NAME} on {target.gpus[0].name}", flush=True)
     else:
         print(banner(choice.problem), file=sys.stderr, flush=True)
+        FALLBACK_CACHE.mkdir(parents=True, exist_ok=True)
     options.model_repository, options.config_name = args.served, choice.config_name
     return serve(options)
 
