@@ -12,7 +12,8 @@ ONNX_MODEL := model_repository/resnet50/1/model.onnx
 LABELS_FILE := model_repository/postprocess/labels.txt
 RUFF := $(VENV)/bin/ruff
 
-.PHONY: setup serve demo test perf torchserve-venv int8 check fmt clean test-deps perf-deps
+.PHONY: setup serve demo test perf torchserve-venv int8 engine gpu-check check fmt clean test-deps \
+	perf-deps
 
 setup: $(VENV)/.installed $(EXPORT_VENV)/.installed $(UI_VENV)/.installed $(ONNX_MODEL) \
 	$(LABELS_FILE)
@@ -74,6 +75,15 @@ torchserve-venv: .venv-torchserve/.installed
 # the opt-in INT8 variant (model_file: model.int8.onnx), calibrated on generated + sample photos
 int8: setup
 	$(EXPORT_VENV)/bin/python perf/quantize.py
+
+# GPU host (README, "GPU production"): (re)build the TensorRT plan for this GPU in NVIDIA's
+# TensorRT image (`make engine FORCE=1` rebuilds a current one), then prove the running stack
+engine:
+	docker compose --profile gpu run --rm engine $(if $(FORCE),--force)
+
+# after `docker compose --profile gpu up -d`: plan current, FP16 vs FP32, contract, metrics, perf
+gpu-check: $(VENV)/.installed
+	$(VENV)/bin/python deploy/gpu_check.py
 
 check: $(VENV)/.installed
 	$(RUFF) check .

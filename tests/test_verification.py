@@ -1,0 +1,99 @@
+"""`make gpu-check`'s checks: the FP16-vs-FP32 comparison and the contract check of an answer.
+
+The pure functions on made-up numbers first (each verdict can go both ways), then verify.py
+and the contract check end to end against the embedded CPU server, where resnet50 runs the
+same FP32 ONNX (so the agreement must be exact).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tritonclient.grpc as grpcclient
+
+from tricolor.client import OUTPUTS
+from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT
+from tricolor.verification import (
+    SOFTMAX_TOLERANCE,
+    agreement_table,
+    compare_logits,
+    contract_problems,
+)
+
+from conftest import infer, photo_bytes
+
+VERIFY = PROJECT_ROOT / "build_engines" / "verify.py"
+
+
+def test_close_logits_agree_and_a_flipped_top1_fails() -> None:
+    reference = np.array([[4.0, 1.0, 0.0], [0.0, 3.0, 2.9]], dtype=np.float32)
+    close = reference + np.float32(1e-3)
+    flipped = reference.copy()
+    flipped[1] = [0.0, 2.9, 3.0]
+    rows = compare_logits(["cat", "cup"], close, reference)
+    assert all(row.passed(SOFTMAX_TOLERANCE) for row in rows)
+    cat, cup = compare_logits(["cat", "cup"], flipped, reference)
+    assert cat.passed(SOFTMAX_TOLERANCE) and not cup.passed(SOFTMAX_TOLERANCE)
+    assert (cup.served_top1, cup.reference_top1) == (2, 1)
+    table = agreement_table([cat, cup], SOFTMAX_TOLERANCE)
+    assert "top-1 agreement 1/2" in table and "FAIL" in table.splitlines()[2]
+
+
+def test_a_softmax_drift_past_the_tolerance_fails_with_the_same_top1() -> None:
+    reference = np.array([[2.0, 1.0]], dtype=np.float32)
+    (row,) = compare_logits(["photo"], np.array([[2.5, 1.0]], dtype=np.float32), reference)
+    assert row.served_top1 == row.reference_top1
+    assert row.max_softmax_difference > SOFTMAX_TOLERANCE and not row.passed(SOFTMAX_TOLERANCE)
+
+
+def good_answer() -> dict[str, np.ndarray]:
+    return {
+        "LABELS": np.array([[b"tabby", b"tiger cat"]], dtype=object),
+        "SCORES": np.array([[0.7, 0.2]], dtype=np.float32),
+        "CLASS_IDS": np.array([[281, 282]], dtype=np.int32),
+        "COLOR_RGB": np.array([[b"#FF8000"]], dtype=object),
+        "COLOR_RYB": np.array([[b"#FC600A"]], dtype=object),
+    }
+
+
+@pytest.mark.parametrize(
+    ("output", "value", "expected"),
+    [
+        ("SCORES", np.array([[0.2, 0.7]], dtype=np.float32), "not descending"),
+        ("SCORES", np.array([[1.5, 0.2]], dtype=np.float32), "outside [0, 1]"),
+        ("CLASS_IDS", np.array([[281, 1000]], dtype=np.int32), "CLASS_IDS outside"),
+        ("CLASS_IDS", np.array([[281, 282]], dtype=np.int64), "CLASS_IDS is int64"),
+        ("COLOR_RGB", np.array([[b"#ff8000"]], dtype=object), "not a palette colour"),
+        ("COLOR_RYB", np.array([[b"#FF8000"]], dtype=object), "not a palette colour"),
+        ("LABELS", np.array([[b"tabby"]], dtype=object), "expected the same"),
+    ],
+)
+def test_contract_check_names_what_is_wrong(output: str, value: np.ndarray, expected: str) -> None:
+    assert contract_problems(good_answer(), rows=1, num_labels=1000) == []
+    answer = {**good_answer(), output: value}
+    problems = contract_problems(answer, rows=1, num_labels=1000)
+    assert any(expected in problem for problem in problems), problems
+
+
+@pytest.mark.integration
+def test_verify_against_the_cpu_server_agrees_exactly(server) -> None:
+    result = subprocess.run(
+        [sys.executable, str(VERIFY), "--url", server.grpc_url],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "resnet50 served by python" in result.stdout
+    assert "top-1 agreement 5/5" in result.stdout, result.stdout
+
+
+@pytest.mark.integration
+def test_a_real_classify_answer_keeps_the_contract(grpc_client) -> None:
+    photos = list(photo_bytes().values())
+    outputs = infer(grpc_client, grpcclient, photos, outputs=OUTPUTS)
+    labels = (MODEL_REPOSITORY / "postprocess" / "labels.txt").read_text().splitlines()
+    assert contract_problems(outputs, len(photos), len(labels)) == []
