@@ -23,7 +23,8 @@ from pathlib import Path
 
 import tritonclient.grpc as grpcclient
 
-from tricolor.client import OUTPUTS, image_input
+from tricolor.client import image_input
+from tricolor.contract import OUTPUT_NAMES
 from tricolor.launcher import metric_sum
 from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT, default_triton_url
 from tricolor.verification import contract_problems
@@ -69,9 +70,9 @@ def served_by_the_plan(client: grpcclient.InferenceServerClient) -> str | None:
 
 def classify_photos(client: grpcclient.InferenceServerClient) -> str | None:
     photos = list(sample_photos().values())
-    requested = [grpcclient.InferRequestedOutput(name) for name in OUTPUTS]
+    requested = [grpcclient.InferRequestedOutput(name) for name in OUTPUT_NAMES]
     result = client.infer("classify", [image_input(photos, grpcclient)], outputs=requested)
-    outputs = {name: result.as_numpy(name) for name in OUTPUTS}
+    outputs = {name: result.as_numpy(name) for name in OUTPUT_NAMES}
     labels = (MODEL_REPOSITORY / "postprocess" / "labels.txt").read_text().splitlines()
     problems = contract_problems(outputs, len(photos), len(labels))
     weights = {value.decode() for value in outputs["WEIGHTS"].ravel()}

@@ -17,6 +17,7 @@ from tritonclient.grpc import model_config_pb2
 
 from tricolor.container import FALLBACK_CACHE
 from tricolor.engine import settings_from_config
+from tricolor.parameters import Parameters
 from tricolor.settings import MODEL_REPOSITORY
 
 CONFIGS = sorted(
@@ -137,14 +138,23 @@ def test_tensorrt_profiles_end_at_max_batch_size() -> None:
 
 
 def parameters_read(model_file: Path) -> set[str]:
-    """The literal names passed to the model's parameter helpers (`_parameter(p, "top_k", ..)`)."""
+    """The literal keys the model reads through `tricolor.parameters.Parameters`
+    (`parameters.integer("top_k", ...)`, `.number`, `.text`, `.choice`)."""
+    readers = {name for name in vars(Parameters) if not name.startswith("_")} - {
+        "from_model_config"
+    }
     names = set()
     for node in ast.walk(ast.parse(model_file.read_text())):
-        if not isinstance(node, ast.Call) or len(node.args) < 2:
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
             continue
-        function = node.func.id if isinstance(node.func, ast.Name) else ""
-        key = node.args[1]
-        if "parameter" in function and isinstance(key, ast.Constant) and isinstance(key.value, str):
+        key = node.args[0] if node.args else None
+        if (
+            node.func.attr in readers
+            and isinstance(node.func.value, ast.Name)
+            and node.func.value.id == "parameters"
+            and isinstance(key, ast.Constant)
+            and isinstance(key.value, str)
+        ):
             names.add(key.value)
     return names
 

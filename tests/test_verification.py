@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
-from tricolor.client import OUTPUTS
+from tricolor.contract import OUTPUT_NAMES
 from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT
 from tricolor.verification import (
     SOFTMAX_TOLERANCE,
@@ -94,6 +94,6 @@ def test_verify_against_the_cpu_server_agrees_exactly(server) -> None:
 @pytest.mark.integration
 def test_a_real_classify_answer_keeps_the_contract(grpc_client) -> None:
     photos = list(photo_bytes().values())
-    outputs = infer(grpc_client, grpcclient, photos, outputs=OUTPUTS)
+    outputs = infer(grpc_client, grpcclient, photos, outputs=OUTPUT_NAMES)
     labels = (MODEL_REPOSITORY / "postprocess" / "labels.txt").read_text().splitlines()
     assert contract_problems(outputs, len(photos), len(labels)) == []

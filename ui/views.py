@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tricolor.client import Classification, ModelState, ModelTimes
 from tricolor.contract import COMPOSING_MODELS, MODEL_NAME
-from tricolor.weights import RANDOM_WEIGHTS, random_weights_warning
+from tricolor.weights import is_random, random_weights_warning
 
 EXAMPLE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 
@@ -96,7 +96,7 @@ def details_markdown(result: Classification, delta: dict[str, ModelTimes]) -> st
         if result.second_look
         else "no"
     )
-    random = " ⚠ random: the labels mean nothing" if result.weights in RANDOM_WEIGHTS else ""
+    random = " ⚠ random: the labels mean nothing" if is_random(result.weights) else ""
     return "\n".join(
         [
             f"**Second look:** {second}  ",

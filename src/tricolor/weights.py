@@ -16,14 +16,20 @@ REEXPORT_HINT = (
 )
 
 
+def is_random(weights: str) -> bool:
+    """Whether a `WEIGHTS` value names random weights (the GPU image's fallback note may follow
+    the name: `random [FALLBACK ...]`)."""
+    return weights.split(" ", 1)[0] in RANDOM_WEIGHTS
+
+
 def random_weights_warning(weights: str) -> str:
     """The warning when `weights` (a `WEIGHTS` value) is random, else "": the export log, the
     server log, the CLI and the UI say the same."""
-    if weights not in RANDOM_WEIGHTS:
+    if not is_random(weights):
         return ""
     return (
-        f"ResNet-50 runs seeded RANDOM weights (weights={weights}): its labels are "
-        f"meaningless. For ImageNet weights, {REEXPORT_HINT}."
+        f"ResNet-50 runs seeded RANDOM weights (weights={weights}): its labels mean nothing. "
+        f"For ImageNet weights, {REEXPORT_HINT}."
     )
 
 
