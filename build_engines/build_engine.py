@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from tricolor.engine import (
     provenance_record,
     release_version,
     settings_from_config,
+    visible_gpus,
     write_atomically,
 )
 
@@ -54,16 +54,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     action.add_argument("--force", action="store_true", help="rebuild even if current")
     action.add_argument("--check", action="store_true", help="only say whether it is current")
     return parser.parse_args(argv)
-
-
-def visible_gpus() -> str:
-    return subprocess.run(
-        ["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    ).stdout
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -250,7 +250,7 @@ def requirement_pins(lines: list[str]) -> dict[str, str]:
 
 
 def test_the_image_installs_exactly_what_the_models_and_the_entrypoint_import() -> None:
-    distribution = {"PIL": "pillow", "prometheus_client": "prometheus-client"}
+    distribution = {"PIL": "pillow", "prometheus_client": "prometheus-client", "google": "protobuf"}
     imported = {distribution.get(name, name) for name in third_party_imports_of_the_image()}
     required = requirement_pins((PROJECT_ROOT / "requirements-triton.txt").read_text().splitlines())
     assert set(required) == imported

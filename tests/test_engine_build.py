@@ -31,7 +31,6 @@ from tricolor.engine import (
     build_plan,
     fallback_provenance,
     file_sha256,
-    max_batch_size,
     parse_gpus,
     plan_problem,
     provenance_record,
@@ -191,12 +190,6 @@ def test_profile_max_is_the_served_configs_max_batch_size() -> None:
     assert (settings.precision, settings.workspace_bytes) == ("fp16", 2 << 30)
 
 
-def test_max_batch_size_reads_exactly_one_line() -> None:
-    assert max_batch_size('name: "m"\n  max_batch_size : 16\n') == 16
-    with pytest.raises(ValueError, match="found 0"):
-        max_batch_size('name: "m"\n# max_batch_size: 8 is commented\n')
-
-
 @pytest.mark.parametrize(
     ("low", "opt", "high"), [(0, 1, 8), (2, 1, 8), (1, 16, 8)], ids=["zero", "min>opt", "opt>max"]
 )
@@ -207,7 +200,7 @@ def test_settings_refuse_an_impossible_profile(low: int, opt: int, high: int) ->
 
 def test_settings_clamp_opt_to_a_small_max_batch(tmp_path: Path) -> None:
     config = tmp_path / "config.pbtxt"
-    config.write_text("max_batch_size: 8\n")
+    config.write_text('name: "resnet50"\nmax_batch_size: 8\n')
     assert settings_from_config(config).profile()["opt"] == (8, 3, 224, 224)
 
 

@@ -19,7 +19,6 @@ import ctypes
 import json
 import os
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from tricolor.engine import (
     FALLBACK_CONFIG,
     PLAN_NAME,
     RECORD_NAME,
+    NoGpuError,
     Target,
     fallback_provenance,
     file_sha256,
@@ -35,6 +35,7 @@ from tricolor.engine import (
     plan_problem,
     settings_from_config,
     version_from_code,
+    visible_gpus,
 )
 from tricolor.launcher import ServerOptions, serve
 from tricolor.settings import MODEL_REPOSITORY
@@ -46,10 +47,6 @@ FALLBACK_CACHE = Path("/var/cache/tricolor/onnx-tensorrt")
 TENSORRT_LIBRARY = "libnvinfer.so.10"
 # the GPU stack's dashboard needs GPU metrics and the latency summaries (p50 / p99)
 METRICS_ARGS = ["--allow-gpu-metrics=true", "--metrics-config=summary_latencies=true"]
-
-
-class NoGpuError(RuntimeError):
-    """The GPU mode was asked for and no GPU is visible."""
 
 
 @dataclass(frozen=True)
@@ -66,22 +63,6 @@ def server_tensorrt_version() -> str:
         return version_from_code(ctypes.CDLL(TENSORRT_LIBRARY).getInferLibVersion())
     except OSError as exc:
         return f"unavailable ({exc})"
-
-
-def visible_gpus() -> str:
-    try:
-        return subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        ).stdout
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise NoGpuError(
-            f"no NVIDIA GPU is visible (nvidia-smi: {exc}): install the driver and the NVIDIA "
-            "Container Toolkit, or run the CPU stack (`docker compose --profile cpu up`)"
-        ) from exc
 
 
 def choose(repository: Path, engines: Path, target: Target) -> Choice:

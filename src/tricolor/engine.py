@@ -14,10 +14,13 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+
+from tricolor.model_config import read_model_config
 
 PLAN_NAME = "model.plan"
 RECORD_NAME = "model.plan.json"
@@ -33,6 +36,10 @@ PRECISION = "fp16"
 TENSORRT_MAJOR = 10
 # the resnet50 config variant served when the plan cannot be (configs/onnx-tensorrt.pbtxt)
 FALLBACK_CONFIG = "onnx-tensorrt"
+
+
+class NoGpuError(RuntimeError):
+    """The GPU mode was asked for and no GPU is visible."""
 
 
 class EngineBuildError(RuntimeError):
@@ -76,19 +83,11 @@ class BuildSettings:
         return {**asdict(self), "image_shape": list(self.image_shape)}
 
 
-def max_batch_size(config_text: str) -> int:
-    """`max_batch_size` of a Triton `config.pbtxt` (the profile's max must equal it)."""
-    found = re.findall(r"^\s*max_batch_size\s*:\s*(\d+)\s*$", config_text, re.MULTILINE)
-    if len(found) != 1:
-        raise ValueError(f"expected one max_batch_size line in the config, found {len(found)}")
-    return int(found[0])
-
-
 def settings_from_config(
     config: Path, opt_batch: int = OPT_BATCH, **overrides: Any
 ) -> BuildSettings:
     """Build settings whose max batch is the served config's `max_batch_size`."""
-    maximum = max_batch_size(config.read_text())
+    maximum = read_model_config(config).max_batch_size
     return BuildSettings(max_batch=maximum, opt_batch=min(opt_batch, maximum), **overrides)
 
 
@@ -104,6 +103,22 @@ class Target:
 
     tensorrt_version: str  # major.minor.patch: what an engine's compatibility depends on
     gpus: tuple[Gpu, ...]
+
+
+def visible_gpus() -> str:
+    try:
+        return subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise NoGpuError(
+            f"no NVIDIA GPU is visible (nvidia-smi: {exc}): install the driver and the NVIDIA "
+            "Container Toolkit, or run the CPU stack (`docker compose --profile cpu up`)"
+        ) from exc
 
 
 def parse_gpus(nvidia_smi_csv: str) -> tuple[Gpu, ...]:
