@@ -42,29 +42,26 @@ class Parameters:
         return value
 
     def integer(self, key: str, minimum: int | None = None, maximum: int | None = None) -> int:
-        raw = self.text(key)
-        try:
-            value = int(raw)
-        except ValueError as exc:
-            raise ParameterError(
-                f"{self.model}: parameter {key}={raw!r} is not an integer"
-            ) from exc
-        self._check_range(key, value, minimum, maximum)
-        return value
+        return int(self._number(key, int, "an integer", minimum, maximum))
 
     def number(self, key: str, minimum: float | None = None, maximum: float | None = None) -> float:
+        return self._number(key, float, "a number", minimum, maximum)
+
+    def _number(
+        self,
+        key: str,
+        parse: type[int] | type[float],
+        kind: str,
+        minimum: float | None,
+        maximum: float | None,
+    ) -> float:
         raw = self.text(key)
         try:
-            value = float(raw)
+            value = parse(raw)
         except ValueError as exc:
-            raise ParameterError(f"{self.model}: parameter {key}={raw!r} is not a number") from exc
-        self._check_range(key, value, minimum, maximum)
-        return value
-
-    def _check_range(
-        self, key: str, value: float, minimum: float | None, maximum: float | None
-    ) -> None:
+            raise ParameterError(f"{self.model}: parameter {key}={raw!r} is not {kind}") from exc
         if minimum is not None and value < minimum:
             raise ParameterError(f"{self.model}: parameter {key}={value} must be >= {minimum}")
         if maximum is not None and value > maximum:
             raise ParameterError(f"{self.model}: parameter {key}={value} must be <= {maximum}")
+        return value
