@@ -46,8 +46,9 @@ def model_inputs(encoded: Iterable[bytes]) -> np.ndarray:
 
 
 def bundled_photos() -> dict[str, bytes]:
-    """scikit-image's bundled photos as JPEGs (colour and grey, 300-1000 px), and one of them
-    upscaled to 2560 px so that the decoder's reduced-size JPEG path is measured too."""
+    """scikit-image's bundled photos as RGB JPEGs (the grey ones too: TorchServe's
+    image_classifier refuses single-channel images, and the peer gets the same photos),
+    300-1000 px, and one of them upscaled to 2560 px so that the drafted JPEG path is measured."""
     from skimage import data  # noqa: PLC0415 (slow import, only where photos are needed)
 
     arrays = {
@@ -64,7 +65,7 @@ def bundled_photos() -> dict[str, bytes]:
     photos = {}
     for name, array in arrays.items():
         buffer = io.BytesIO()
-        Image.fromarray(array).save(buffer, format="JPEG", quality=90)
+        Image.fromarray(array).convert("RGB").save(buffer, format="JPEG", quality=90)
         photos[f"{name}.jpg"] = buffer.getvalue()
     buffer = io.BytesIO()
     large = Image.fromarray(arrays["coffee"]).resize((2560, 1707), Image.Resampling.LANCZOS)

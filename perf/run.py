@@ -99,7 +99,9 @@ def sweeps(
     return points
 
 
-def peer(config: dict, server: TritonServer, images: list[bytes], work: Path, summary: Summary):
+def peer(
+    config: dict, server: TritonServer, images: list[bytes], work: Path, summary: Summary
+) -> None:
     """The TorchServe comparison, while the server is up (and otherwise idle)."""
     if not TORCHSERVE_PYTHON.exists():
         summary.peer_missing = "no .venv-torchserve: run `make torchserve-venv`"
@@ -107,12 +109,14 @@ def peer(config: dict, server: TritonServer, images: list[bytes], work: Path, su
         return
     settings = config["peer"]
     known = bench.configurations()
+    names = settings.get("configurations", list(known))
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise SystemExit(f"{unknown} in [peer] configurations: not one of {list(known)}")
     try:
         summary.peer = bench.compare(
             triton_http_port=int(server.http_url.rpartition(":")[2]),
-            chosen=[known[name] for name in settings["configurations"]]
-            if "configurations" in settings
-            else list(known.values()),
+            chosen=[known[name] for name in names],
             images=images,
             levels=settings["levels"],
             seconds=settings["seconds"],

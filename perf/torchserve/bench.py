@@ -32,6 +32,9 @@ from ..summary import PeerComparison, PeerConfiguration, PeerRows
 
 VENV = PROJECT_ROOT / ".venv-torchserve"
 MODEL_SCRIPT = Path(__file__).resolve().parent / "model.py"
+# load on every target before the rounds, not counted: TorchScript's profiling executor
+# optimises the graph on a worker's first calls (seconds each), and Triton's stubs warm up too
+WARM_UP_S = 8.0
 
 
 def configurations(cores: int = os.cpu_count() or 1) -> dict[str, PeerConfiguration]:
@@ -86,11 +89,15 @@ def torchserve(configuration: PeerConfiguration, store: Path, work: Path) -> Ite
     """One TorchServe with this configuration on free loopback ports, stopped on exit."""
     work = work.resolve()
     work.mkdir(parents=True, exist_ok=True)
-    inference, management, metrics = free_ports(3)
+    inference, management, metrics, grpc_inference, grpc_management, workers = free_ports(6)
     settings = [
         f"inference_address=http://127.0.0.1:{inference}",
         f"management_address=http://127.0.0.1:{management}",
         f"metrics_address=http://127.0.0.1:{metrics}",
+        f"grpc_inference_port={grpc_inference}",
+        f"grpc_management_port={grpc_management}",
+        # the workers' sockets are /tmp/.ts.sock.<port>, numbered from here: one range each
+        f"initial_worker_port={workers}",
         "disable_token_authorization=true",
         "enable_envvars_config=false",
         "install_py_dep_per_model=false",
@@ -154,6 +161,10 @@ def compare(
             *((r.configuration.name, r.inference_port, closed_loop.torchserve_request())
               for r in running),
         ]  # fmt: skip
+        for name, port, build in targets:  # discarded: TorchScript optimises on first runs
+            warm = closed_loop.Pooled(max(levels))
+            closed_loop.run("127.0.0.1", port, build, images, warm, seconds=WARM_UP_S)
+            print(f"warm-up {name}: {len(warm.latencies_s)} answers", flush=True)
         pools = {
             (name, level): closed_loop.Pooled(level) for name, *_ in targets for level in levels
         }
