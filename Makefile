@@ -59,7 +59,7 @@ test-deps:
 # load runs, the in-process limit, the TorchServe peer (if .venv-torchserve exists), plots and
 # perf/RESULTS.md (tens of minutes); `make perf SMOKE=1` checks the scripts in about a minute
 perf: perf-deps setup
-	$(VENV)/bin/python perf/run.py $(if $(SMOKE),--smoke --label smoke)
+	$(VENV)/bin/python -m perf.run $(if $(SMOKE),--smoke --label smoke)
 
 perf-deps:
 	tools/system-deps.sh perf
@@ -67,14 +67,16 @@ perf-deps:
 # the TorchServe peer's own venv (torch; never in .venv)
 torchserve-venv: .venv-torchserve/.installed
 
-.venv-torchserve/.installed: perf/requirements-torchserve.txt
+.venv-torchserve/.installed: perf/torchserve/requirements.txt
 	$(PYTHON) -m venv .venv-torchserve
-	.venv-torchserve/bin/pip install --quiet -r perf/requirements-torchserve.txt
+	.venv-torchserve/bin/pip install --quiet -r perf/torchserve/requirements.txt
 	touch $@
 
-# the opt-in INT8 variant (model_file: model.int8.onnx), calibrated on generated + sample photos
+# the opt-in INT8 variant (model_file: model.int8.onnx), calibrated on synthetic scenes + a few
+# photos: the served input tensors are made in .venv, the quantisation runs in .venv-export
 int8: setup
-	$(EXPORT_VENV)/bin/python perf/quantize.py
+	$(VENV)/bin/python -m perf.inputs --out perf/out/int8-inputs --scenes 24
+	$(EXPORT_VENV)/bin/python build_engines/quantize.py --tensors perf/out/int8-inputs/tensors.npz
 
 # GPU host (README, "GPU production"): (re)build the TensorRT plan for this GPU in NVIDIA's
 # TensorRT image (`make engine FORCE=1` rebuilds a current one), then prove the running stack

@@ -1,44 +1,31 @@
 """One perf_analyzer measurement: run it (`subprocess.run`, `-f` CSV), parse its CSV, take the
 per-model queue/compute breakdown from Triton's statistics API around it, and the CPU time each
-process spent in it (tritonserver, each model's stubs, perf_analyzer itself) from /proc."""
+process spent in it (tritonserver, each model's stubs, perf_analyzer itself) from /proc.
+
+    .venv/bin/python -m perf.analyzer --grpc-url localhost:8001 --http-url localhost:8000 \\
+        --input-data perf/out/inputs/classify.json --out perf/out/one   # against a running server
+
+writes perf/out/one/summary.json with that one level, which perf.plots can draw.
+"""
 
 from __future__ import annotations
 
+import argparse
 import csv
+import datetime as dt
 import os
 import resource
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
-
-from common import perf_analyzer, perf_analyzer_env, run
 
 from tricolor.client import STAT_PHASES, ModelTimes, TricolorClient
 from tricolor.launcher import python_stubs
 
+from .common import load_average, machine, perf_analyzer, perf_analyzer_env, run
+from .summary import Measurement, ModelBreakdown, Summary, SweepPoint, dump
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-@dataclass
-class Measurement:
-    model: str
-    mode: str  # "concurrency" or "request_rate"
-    level: float
-    batch_size: int
-    row: dict[str, float]  # perf_analyzer's CSV row (latencies in microseconds)
-    models: dict[str, dict[str, float]] = field(default_factory=dict)  # per-model breakdown
-    metrics_collected: bool = False
-    # CPU core-ms per image by process ("tritonserver", a model's stubs, "perf_analyzer")
-    cpu_ms_per_image: dict[str, float] = field(default_factory=dict)
-    cores_busy: float = 0.0  # their CPU seconds per wall second while perf_analyzer ran
-
-    @property
-    def throughput(self) -> float:
-        return self.row["Inferences/Second"]
-
-    def latency_ms(self, column: str) -> float:
-        return self.row[column] / 1000.0
 
 
 def model_statistics(http_url: str) -> dict[str, ModelTimes]:
@@ -48,7 +35,7 @@ def model_statistics(http_url: str) -> dict[str, ModelTimes]:
 
 def breakdown(
     before: dict[str, ModelTimes], after: dict[str, ModelTimes]
-) -> dict[str, dict[str, float]]:
+) -> dict[str, ModelBreakdown]:
     """Per model: requests, executions, mean batch, and mean ms per request in each phase."""
     result = {}
     for name, end in after.items():
@@ -58,15 +45,16 @@ def breakdown(
         delta = end - start
         if delta.requests <= 0:
             continue
-        entry = {
-            "requests": delta.requests,
-            "executions": delta.executions,
-            "inferences": delta.inferences,
-            "mean_batch": delta.inferences / max(delta.executions, 1),
-        }
-        for phase in ("success", *STAT_PHASES):
-            entry[f"{phase}_ms"] = getattr(delta, f"{phase}_ns") / delta.requests / 1e6
-        result[name] = entry
+        result[name] = ModelBreakdown(
+            requests=delta.requests,
+            executions=delta.executions,
+            inferences=delta.inferences,
+            mean_batch=delta.inferences / max(delta.executions, 1),
+            ms={
+                phase: getattr(delta, f"{phase}_ns") / delta.requests / 1e6
+                for phase in ("success", *STAT_PHASES)
+            },
+        )
     return result
 
 
@@ -181,7 +169,7 @@ def measure(
             rows = parse_csv(out_csv)
             if rows:
                 models = breakdown(before, after)
-                images = int(models.get(model, {}).get("inferences", 0))
+                images = models[model].inferences if model in models else 0
                 cpu, cores_busy = cpu_per_image(cpu_before, cpu_after, images, elapsed)
                 return Measurement(
                     model=model,
@@ -199,3 +187,40 @@ def measure(
         f"perf_analyzer failed on {model} {mode}={level_text} (rc {last.returncode}):\n"
         f"{(last.stdout + last.stderr)[-3000:]}"
     )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="classify")
+    parser.add_argument("--grpc-url", required=True)
+    parser.add_argument("--http-url", required=True)
+    parser.add_argument("--metrics-url", help="host:port of the metrics endpoint")
+    parser.add_argument("--server-pid", type=int, help="tritonserver's PID, for the CPU table")
+    parser.add_argument("--input-data", type=Path, required=True, help="from perf.inputs")
+    parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--measurement-ms", type=int, default=1500)
+    parser.add_argument("--out", type=Path, required=True, help="folder for the CSV and summary")
+    args = parser.parse_args()
+    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    load = load_average()
+    result = measure(
+        model=args.model,
+        grpc_url=args.grpc_url,
+        http_url=args.http_url,
+        metrics_url=args.metrics_url,
+        input_data=args.input_data,
+        out_csv=args.out / f"{args.model}_c{args.concurrency}.csv",
+        level=args.concurrency,
+        measurement_ms=args.measurement_ms,
+        stability=999,
+        max_trials=3,
+        server_pid=args.server_pid,
+    )
+    point = SweepPoint(run=f"{args.model}_online", level=args.concurrency, load=load, result=result)
+    summary = Summary(args.out.name, started, machine(), [], load, load_average(), [point])
+    dump(summary, args.out / "summary.json")
+    print(f"{args.model} c={args.concurrency}: {result.throughput:.2f} infer/s -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()

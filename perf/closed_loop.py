@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import statistics
 import struct
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from .summary import ClosedLoopRow
 
 
 def triton_request(model: str = "classify") -> Callable[[bytes], tuple[str, bytes, dict]]:
@@ -50,15 +54,42 @@ def torchserve_request(model: str = "resnet50") -> Callable[[bytes], tuple[str, 
     return build
 
 
+@dataclass
+class Pooled:
+    """Answers at one concurrency, pooled over rounds (each round a separate `run`)."""
+
+    concurrency: int
+    latencies_s: list[float] = field(default_factory=list)
+    errors: int = 0
+    seconds: float = 0.0
+    loads: list[str] = field(default_factory=list)  # the 1-minute load average after each round
+
+    def row(self) -> ClosedLoopRow:
+        latencies = sorted(self.latencies_s)
+        count = len(latencies)
+        return ClosedLoopRow(
+            concurrency=self.concurrency,
+            requests=count,
+            errors=self.errors,
+            seconds=self.seconds,
+            throughput=count / self.seconds if self.seconds else 0.0,
+            p50_ms=1000 * statistics.median(latencies) if count else None,
+            p99_ms=1000 * latencies[min(count - 1, int(0.99 * count))] if count else None,
+            load=", ".join(self.loads),
+        )
+
+
 def run(
     host: str,
     port: int,
     build: Callable[[bytes], tuple[str, bytes, dict]],
     images: list[bytes],
-    concurrency: int,
+    into: Pooled,
     seconds: float,
     warmup_s: float = 2.0,
-) -> dict:
+) -> None:
+    """`into.concurrency` clients for `warmup_s` + `seconds`; adds the measured part to `into`."""
+    concurrency = into.concurrency
     prepared = [build(image) for image in images]
     latencies: list[float] = []
     errors = [0]
@@ -100,17 +131,7 @@ def run(
         thread.start()
     for thread in threads:
         thread.join()
-    latencies.sort()
-    count = len(latencies)
-
-    def percentile(q: float) -> float | None:
-        return 1000 * latencies[min(count - 1, int(q * count))] if count else None
-
-    return {
-        "concurrency": concurrency,
-        "requests": count,
-        "errors": errors[0],
-        "throughput": count / seconds,
-        "p50_ms": 1000 * statistics.median(latencies) if count else None,
-        "p99_ms": percentile(0.99),
-    }
+    into.latencies_s += latencies
+    into.errors += errors[0]
+    into.seconds += seconds
+    into.loads.append(f"{os.getloadavg()[0]:.2f}")

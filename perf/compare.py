@@ -1,14 +1,14 @@
-"""A markdown table comparing experiment runs (`run.py --label X`), for perf/EXPERIMENTS.md.
+"""A markdown table comparing experiment runs (`perf.run --label X`), for perf/EXPERIMENTS.md.
 
-.venv/bin/python perf/compare.py exp-A-baseline exp-B-r50-2x1 [--run classify_online]
+.venv/bin/python -m perf.compare exp-A-baseline exp-B-r50-2x1 [--run classify_online]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 
-from common import OUT_DIR
+from .common import OUT_DIR
+from .summary import Summary, load
 
 
 def main() -> None:
@@ -19,19 +19,17 @@ def main() -> None:
     print("| experiment | overrides | concurrency | infer/s | p50 ms | p99 ms | load avg |")
     print("|---|---|---|---|---|---|---|")
     for label in args.labels:
-        summary = json.loads((OUT_DIR / label / "summary.json").read_text())
-        overrides = ", ".join(f"`{o}`" for o in summary["overrides"][1:]) or "as shipped"
-        for row in summary["sweeps"]:
-            if row["run"] != args.run:
+        summary = load(Summary, OUT_DIR / label / "summary.json")
+        overrides = ", ".join(f"`{o}`" for o in summary.overrides[1:]) or "as shipped"
+        for point in summary.runs().get(args.run, []):
+            if point.result is None:
+                print(f"| {label} | {overrides} | {point.level:g} | failed | | | |")
                 continue
-            if "error" in row:
-                print(f"| {label} | {overrides} | {row['level']:g} | failed | | | |")
-                continue
-            values = row["row"]
+            result = point.result
             print(
-                f"| {label} | {overrides} | {row['level']:g} | {values['Inferences/Second']:.2f} "
-                f"| {values['p50 latency'] / 1000:.1f} | {values['p99 latency'] / 1000:.1f} "
-                f"| {row['load']} |"
+                f"| {label} | {overrides} | {point.level:g} | {result.throughput:.2f} "
+                f"| {result.latency_ms('p50 latency'):.1f} "
+                f"| {result.latency_ms('p99 latency'):.1f} | {point.load} |"
             )
 
 

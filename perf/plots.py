@@ -6,22 +6,22 @@
 - `<run>_cpu.png`: per concurrency, CPU core-ms per image stacked by process, against the
   model's own in-process best (the dashed line): what is left for everything else
 
-    .venv/bin/python perf/plots.py perf/out/main/summary.json [--out DIR]
+    .venv/bin/python -m perf.plots perf/out/main/summary.json [--out DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-from common import model_limit  # noqa: E402
 
 from tricolor.client import STAT_PHASES  # noqa: E402
+
+from .summary import Measurement, Summary, load  # noqa: E402
 
 COLOURS = {
     "queue": "#d62728",
@@ -31,29 +31,20 @@ COLOURS = {
 }
 
 
-def by_run(summary: dict) -> dict[str, list[dict]]:
-    runs: dict[str, list[dict]] = {}
-    for row in summary.get("sweeps", []):
-        if "error" not in row:
-            runs.setdefault(row["run"], []).append(row)
-    return runs
-
-
-def latency_plot(name: str, rows: list[dict], path: Path) -> None:
-    rows = sorted(rows, key=lambda row: row["level"])
-    throughput = [row["row"]["Inferences/Second"] * 1 for row in rows]
+def latency_plot(name: str, rows: list[Measurement], path: Path) -> None:
+    throughput = [row.throughput for row in rows]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for column, style in (("p50 latency", "o-"), ("p99 latency", "s--")):
         ax.plot(
             throughput,
-            [row["row"][column] / 1000 for row in rows],
+            [row.latency_ms(column) for row in rows],
             style,
             label=column.replace(" latency", ""),
         )
     for row, x in zip(rows, throughput, strict=True):
         ax.annotate(
-            f"c={row['level']:g}",
-            (x, row["row"]["p99 latency"] / 1000),
+            f"c={row.level:g}",
+            (x, row.latency_ms("p99 latency")),
             textcoords="offset points",
             xytext=(4, 4),
             fontsize=8,
@@ -68,9 +59,8 @@ def latency_plot(name: str, rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def breakdown_plot(name: str, rows: list[dict], path: Path) -> None:
-    rows = sorted(rows, key=lambda row: row["level"])
-    models = sorted({model for row in rows for model in row["models"]} - {"classify"})
+def breakdown_plot(name: str, rows: list[Measurement], path: Path) -> None:
+    models = sorted({model for row in rows for model in row.models} - {"classify"})
     if not models:
         return
     fig, ax = plt.subplots(figsize=(max(6.4, 1.0 * len(rows) * len(models)), 4.2))
@@ -78,13 +68,13 @@ def breakdown_plot(name: str, rows: list[dict], path: Path) -> None:
     ticks, labels = [], []
     for index, row in enumerate(rows):
         for offset, model in enumerate(models):
-            entry = row["models"].get(model)
+            entry = row.models.get(model)
             if entry is None:
                 continue
             x = index + offset * width
             bottom = 0.0
             for phase in STAT_PHASES:
-                value = entry[f"{phase}_ms"]
+                value = entry.ms[phase]
                 ax.bar(
                     x,
                     value,
@@ -95,7 +85,7 @@ def breakdown_plot(name: str, rows: list[dict], path: Path) -> None:
                 )
                 bottom += value
             ticks.append(x)
-            labels.append(f"{model[:4]}\nc={row['level']:g}\nb={entry['mean_batch']:.1f}")
+            labels.append(f"{model[:4]}\nc={row.level:g}\nb={entry.mean_batch:.1f}")
     ax.set_xticks(ticks, labels, fontsize=7)
     ax.set_ylabel("mean ms per request")
     ax.set_title(f"{name}: per-model breakdown (b = mean executed batch)")
@@ -115,15 +105,15 @@ PROCESS_COLOURS = {
 }
 
 
-def cpu_plot(name: str, rows: list[dict], path: Path, model_best_ms: float | None) -> None:
-    rows = sorted((row for row in rows if row.get("cpu_ms_per_image")), key=lambda r: r["level"])
+def cpu_plot(name: str, rows: list[Measurement], path: Path, model_best_ms: float | None) -> None:
+    rows = [row for row in rows if row.cpu_ms_per_image]
     if not rows:
         return
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for index, row in enumerate(rows):
         bottom = 0.0
         for process, colour in PROCESS_COLOURS.items():
-            value = row["cpu_ms_per_image"].get(process, 0.0)
+            value = row.cpu_ms_per_image.get(process, 0.0)
             ax.bar(
                 index,
                 value,
@@ -145,7 +135,7 @@ def cpu_plot(name: str, rows: list[dict], path: Path, model_best_ms: float | Non
         )
     ax.set_xticks(
         range(len(rows)),
-        [f"c={r['level']:g}\n{r['row']['Inferences/Second']:.1f}/s" for r in rows],
+        [f"c={r.level:g}\n{r.throughput:.1f}/s" for r in rows],
         fontsize=8,
     )
     ax.set_ylabel("CPU core-ms per image")
@@ -162,21 +152,23 @@ def main() -> None:
     parser.add_argument("summary", type=Path)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    summary = json.loads(args.summary.read_text())
+    summary = load(Summary, args.summary)
     out = args.out or args.summary.parent
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    limit = model_limit(summary)
-    model_best_ms = limit.core_ms if limit else None
-    for name, rows in by_run(summary).items():
-        if rows[0]["mode"] == "concurrency":
+    limit = summary.model_limit()
+    for name in summary.runs():
+        rows = summary.measured(name)
+        if not rows:
+            continue
+        if rows[0].mode == "concurrency":
             latency_plot(name, rows, out / f"{name}_latency.png")
             written.append(out / f"{name}_latency.png")
-        if any(row["models"] for row in rows):
+        if any(row.models for row in rows):
             breakdown_plot(name, rows, out / f"{name}_breakdown.png")
             written.append(out / f"{name}_breakdown.png")
-        if rows[0]["mode"] == "concurrency" and any(r.get("cpu_ms_per_image") for r in rows):
-            cpu_plot(name, rows, out / f"{name}_cpu.png", model_best_ms)
+        if rows[0].mode == "concurrency" and any(row.cpu_ms_per_image for row in rows):
+            cpu_plot(name, rows, out / f"{name}_cpu.png", limit.core_ms if limit else None)
             written.append(out / f"{name}_cpu.png")
     for path in written:
         print(f"plot: {path}")

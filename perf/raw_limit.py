@@ -4,14 +4,13 @@
   of 1 thread side by side (what N Triton instances do): images/s and batch latency.
 - The decode + preprocess cost of the same photos on one core (the `preprocess` code itself).
 
-    .venv/bin/python perf/raw_limit.py [--model model_repository/resnet50/1/model.onnx]
+    .venv/bin/python -m perf.raw_limit [--model model_repository/resnet50/1/model.onnx]
         [--seconds 6] [--out perf/out/raw.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import threading
@@ -19,7 +18,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import MODEL_REPOSITORY, OUT_DIR, SHARED_IMAGES, model_inputs, photos
+
+from tricolor.settings import MODEL_REPOSITORY
+
+from .common import OUT_DIR, model_inputs, photos
+from .summary import Decode, RawLimit, RawRow, dump
 
 CORES = os.cpu_count() or 1
 
@@ -67,7 +70,9 @@ def timed(run, batch: np.ndarray, seconds: float) -> list[float]:
     return latencies
 
 
-def bench_runtime(runtime: str, model: Path, inputs: np.ndarray, batches, threads, seconds):
+def bench_runtime(
+    runtime: str, model: Path, inputs: np.ndarray, batches, threads, seconds
+) -> list[RawRow]:
     rows = []
     for thread_count in threads:
         run = RUNTIMES[runtime](model, thread_count)
@@ -75,23 +80,25 @@ def bench_runtime(runtime: str, model: Path, inputs: np.ndarray, batches, thread
             batch = np.ascontiguousarray(np.resize(inputs, (batch_size, *inputs.shape[1:])))
             latencies = timed(run, batch, seconds)
             rows.append(
-                {
-                    "runtime": runtime,
-                    "model": model.name,
-                    "sessions": 1,
-                    "threads": thread_count,
-                    "batch": batch_size,
-                    "images_per_s": batch_size * len(latencies) / sum(latencies),
-                    "p50_ms": 1000 * statistics.median(latencies),
-                    "p99_ms": 1000 * float(np.percentile(latencies, 99)),
-                    "runs": len(latencies),
-                }
+                RawRow(
+                    runtime=runtime,
+                    model=model.name,
+                    sessions=1,
+                    threads=thread_count,
+                    batch=batch_size,
+                    images_per_s=batch_size * len(latencies) / sum(latencies),
+                    p50_ms=1000 * statistics.median(latencies),
+                    p99_ms=1000 * float(np.percentile(latencies, 99)),
+                    runs=len(latencies),
+                )
             )
-            print(json.dumps(rows[-1]), flush=True)
+            print(rows[-1], flush=True)
     return rows
 
 
-def bench_parallel(model: Path, inputs: np.ndarray, sessions: int, batch_size: int, seconds):
+def bench_parallel(
+    model: Path, inputs: np.ndarray, sessions: int, batch_size: int, seconds: float
+) -> RawRow:
     """`sessions` ONNX Runtime sessions of 1 thread each, one Python thread per session."""
     runs = [ort_session(model, 1) for _ in range(sessions)]
     batch = np.ascontiguousarray(np.resize(inputs, (batch_size, *inputs.shape[1:])))
@@ -112,22 +119,22 @@ def bench_parallel(model: Path, inputs: np.ndarray, sessions: int, batch_size: i
     for worker in workers:
         worker.join()
     elapsed = time.perf_counter() - started
-    row = {
-        "runtime": "onnxruntime",
-        "model": model.name,
-        "sessions": sessions,
-        "threads": 1,
-        "batch": batch_size,
-        "images_per_s": batch_size * sum(counts) / elapsed,
-        "p50_ms": None,
-        "p99_ms": None,
-        "runs": sum(counts),
-    }
-    print(json.dumps(row), flush=True)
+    row = RawRow(
+        runtime="onnxruntime",
+        model=model.name,
+        sessions=sessions,
+        threads=1,
+        batch=batch_size,
+        images_per_s=batch_size * sum(counts) / elapsed,
+        p50_ms=None,
+        p99_ms=None,
+        runs=sum(counts),
+    )
+    print(row, flush=True)
     return row
 
 
-def bench_decode(encoded: dict[str, bytes], repeats: int = 3) -> dict:
+def bench_decode(encoded: dict[str, bytes], repeats: int = 3) -> Decode:
     """Per-image decode + resize + crop + thumbnail + normalise, single-threaded."""
     per_image = {}
     for name, data in encoded.items():
@@ -138,13 +145,13 @@ def bench_decode(encoded: dict[str, bytes], repeats: int = 3) -> dict:
             times.append(time.perf_counter() - started)
         per_image[name] = 1000 * min(times)
     values = list(per_image.values())
-    return {
-        "images": len(values),
-        "mean_ms": statistics.fmean(values),
-        "median_ms": statistics.median(values),
-        "max_ms": max(values),
-        "per_image_ms": per_image,
-    }
+    return Decode(
+        images=len(values),
+        mean_ms=statistics.fmean(values),
+        median_ms=statistics.median(values),
+        max_ms=max(values),
+        per_image_ms=per_image,
+    )
 
 
 def main() -> None:
@@ -157,7 +164,7 @@ def main() -> None:
         default=[],
         help="another ONNX (e.g. the INT8 one) to run at the best settings",
     )
-    parser.add_argument("--images", type=Path, default=SHARED_IMAGES)
+    parser.add_argument("--images", type=Path, help="a folder of photos (default: scikit-image's)")
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--batches", default="1,2,4,8,16")
     parser.add_argument("--threads", default=",".join(str(t) for t in sorted({1, CORES})))
@@ -183,34 +190,22 @@ def main() -> None:
         if extra.exists():
             rows += bench_runtime("onnxruntime", extra, inputs, [1, 8], [CORES], args.seconds)
     decode = bench_decode(encoded)
-    print(json.dumps({k: v for k, v in decode.items() if k != "per_image_ms"}), flush=True)
-    main_rows = [row for row in rows if row["model"] == args.model.name]
-    best = max(main_rows, key=lambda row: row["images_per_s"])
+    print(f"decode: mean {decode.mean_ms:.1f} ms, max {decode.max_ms:.1f} ms", flush=True)
+    main_rows = [row for row in rows if row.model == args.model.name]
+    best = max(main_rows, key=lambda row: row.images_per_s)
     batch1 = min(
         (
             row
             for row in main_rows
-            if row["batch"] == 1
-            and row["sessions"] == 1
-            and row["runtime"] == "onnxruntime"
-            and row["p50_ms"] is not None
+            if row.batch == 1 and row.sessions == 1 and row.runtime == "onnxruntime"
         ),
-        key=lambda row: row["p50_ms"],
+        key=lambda row: row.p50_ms or float("inf"),
     )
-    result = {
-        "rows": rows,
-        "decode": decode,
-        "best": best,
-        "batch1": batch1,
-        "load_before": load_before,
-        "load_after": os.getloadavg(),
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    dump(RawLimit(rows, decode, best, batch1, list(load_before), list(os.getloadavg())), args.out)
     print(
-        f"best: {best['images_per_s']:.1f} images/s ({best['runtime']}, batch {best['batch']}, "
-        f"{best['sessions']} x {best['threads']} threads); batch-1 p50 {batch1['p50_ms']:.1f} ms; "
-        f"decode mean {decode['mean_ms']:.1f} ms/image"
+        f"best: {best.images_per_s:.1f} images/s ({best.runtime}, batch {best.batch}, "
+        f"{best.sessions} x {best.threads} threads); batch-1 p50 {batch1.p50_ms:.1f} ms; "
+        f"decode mean {decode.mean_ms:.1f} ms/image"
     )
 
 

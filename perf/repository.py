@@ -3,17 +3,20 @@
 `--set MODEL.KEY=VALUE`: KEY `instances` sets the instance_group count,
 `max_queue_delay_microseconds` the dynamic batcher's delay, anything else the string value of
 that `parameters` entry (added if absent). The served file is `configs/cpu.pbtxt` where it
-exists (the launcher's `--model-config-name=cpu`), else `config.pbtxt`. ONNX files are linked,
-not copied.
+exists (the launcher's `--model-config-name=cpu`), else `config.pbtxt`; it is read and written
+with Triton's own schema. ONNX files are linked, not copied.
 """
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
-from common import MODEL_REPOSITORY
+from google.protobuf import text_format
+from tritonclient.grpc import model_config_pb2
+
+from tricolor.model_config import read_model_config
+from tricolor.settings import MODEL_REPOSITORY
 
 
 def served_config(model_dir: Path) -> Path:
@@ -21,20 +24,17 @@ def served_config(model_dir: Path) -> Path:
     return cpu if cpu.exists() else model_dir / "config.pbtxt"
 
 
-def apply(text: str, key: str, value: str) -> str:
+def apply(config: model_config_pb2.ModelConfig, key: str, value: str) -> None:
     if key == "instances":
-        new, count = re.subn(r"(instance_group\s*\[\s*\{\s*count:\s*)\d+", rf"\g<1>{value}", text)
+        if len(config.instance_group) != 1:
+            raise ValueError(f"{config.name}: instances wants exactly one instance_group")
+        config.instance_group[0].count = int(value)
     elif key == "max_queue_delay_microseconds":
-        new, count = re.subn(r"(max_queue_delay_microseconds:\s*)\d+", rf"\g<1>{value}", text)
+        if not config.HasField("dynamic_batching"):
+            raise ValueError(f"{config.name}: no dynamic_batching to set a delay on")
+        config.dynamic_batching.max_queue_delay_microseconds = int(value)
     else:
-        pattern = rf'(\{{\s*key:\s*"{re.escape(key)}",\s*value:\s*\{{\s*string_value:\s*")[^"]*'
-        new, count = re.subn(pattern, rf"\g<1>{value}", text)
-        if count == 0:
-            entry = f'  {{ key: "{key}", value: {{ string_value: "{value}" }} }},\n'
-            new, count = re.subn(r"(parameters\s*\[\s*\n)", rf"\g<1>{entry}", text)
-    if count == 0:
-        raise ValueError(f"cannot set {key}={value}: no place for it in the config")
-    return new
+        config.parameters[key].string_value = value
 
 
 def prepare(overrides: list[str], target: Path, source: Path = MODEL_REPOSITORY) -> Path:
@@ -51,6 +51,8 @@ def prepare(overrides: list[str], target: Path, source: Path = MODEL_REPOSITORY)
         model, _, key = name.partition(".")
         if not (model and key and value):
             raise ValueError(f"--set wants MODEL.KEY=VALUE, got {override!r}")
-        config = served_config(target / model)
-        config.write_text(apply(config.read_text(), key, value))
+        path = served_config(target / model)
+        config = read_model_config(path)
+        apply(config, key, value)
+        path.write_text(text_format.MessageToString(config))
     return target

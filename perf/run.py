@@ -1,10 +1,12 @@
 """`make perf`: perf_analyzer sweeps against the embedded server, the raw in-process limit, the
-TorchServe peer (if its venv exists), plots and perf/RESULTS.md.
+TorchServe peer (if its venv exists), plots and perf/RESULTS.md. From the repository root:
 
-    .venv/bin/python perf/run.py                 # everything (tens of minutes on 2 cores)
-    .venv/bin/python perf/run.py --smoke         # a few seconds per step: checks the scripts
-    .venv/bin/python perf/run.py --only classify_online --set resnet50.instances=2 \\
+    .venv/bin/python -m perf.run                 # everything (tens of minutes on 2 cores)
+    .venv/bin/python -m perf.run --smoke         # a few seconds per step: checks the harness
+    .venv/bin/python -m perf.run --only classify_online --set resnet50.instances=2 \\
         --label resnet50-2x1 --no-report         # one experiment, kept under perf/out/<label>
+    .venv/bin/python -m perf.run --peer-only     # the TorchServe comparison alone; rewrites
+                                                 # only RESULTS.md's peer section and goal
 
 Online (concurrency sweeps, one image per request, dynamic batching) and offline (client-side
 batches) runs stay apart in the output and the report.
@@ -14,30 +16,24 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import subprocess
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
-import closed_loop
 import tomllib
-from analyzer import measure
-from common import (
-    MODEL_REPOSITORY,
-    OUT_DIR,
-    PERF_DIR,
-    ROOT,
-    SHARED_IMAGES,
-    load_average,
-    machine,
-    photos,
-)
-from make_inputs import generate
-from paired import paired_latency
-from repository import prepare
 
 from tricolor.launcher import TritonServer, start_on_free_ports
+from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT
+
+from .analyzer import measure
+from .common import OUT_DIR, PERF_DIR, load_average, machine, photos
+from .inputs import generate
+from .paired import paired_latency
+from .repository import prepare
+from .summary import RawLimit, Summary, SweepPoint, dump, load
+from .torchserve import bench
+
+TORCHSERVE_PYTHON = bench.VENV / "bin" / "python"
 
 
 def sweeps(
@@ -48,7 +44,7 @@ def sweeps(
     smoke: bool,
     only: list[str] | None,
     levels_override: str | None = None,
-) -> list[dict]:
+) -> list[SweepPoint]:
     settings = dict(config["defaults"])
     runs = config["run"]
     if smoke:
@@ -56,7 +52,7 @@ def sweeps(
         runs = [run for run in runs if run["name"] in config["smoke"]["runs"]]
     if only:
         runs = [run for run in runs if run["name"] in only]
-    results: list[dict] = []
+    points: list[SweepPoint] = []
     best: dict[str, float] = {}
     metrics_host = server.metrics_url.removeprefix("http://")
     for run in runs:
@@ -69,7 +65,7 @@ def sweeps(
                 print(f"{run['name']}: skipped, {run['fractions_of']} did not run", flush=True)
                 continue
             levels = [round(fraction * peak, 2) for fraction in run["levels"]]
-        for level in levels:
+        for level in map(float, levels):
             print(f"{run['name']}: {run['mode']} {level:g} (load {load_average()})", flush=True)
             try:
                 result = measure(
@@ -89,10 +85,9 @@ def sweeps(
                 )
             except RuntimeError as exc:
                 print(f"  failed: {str(exc)[:300]}", flush=True)
-                results.append({"run": run["name"], "level": level, "error": str(exc)[-500:]})
+                points.append(SweepPoint(run["name"], level, load_average(), error=str(exc)[-500:]))
                 continue
-            row = {"run": run["name"], "load": load_average(), **asdict(result)}
-            results.append(row)
+            points.append(SweepPoint(run["name"], level, load_average(), result=result))
             print(
                 f"  {result.throughput:.2f} infer/s, p50 {result.latency_ms('p50 latency'):.1f} ms,"
                 f" p99 {result.latency_ms('p99 latency'):.1f} ms; core-ms per image: "
@@ -101,13 +96,42 @@ def sweeps(
             )
             if run["mode"] == "concurrency":
                 best[run["name"]] = max(best.get(run["name"], 0.0), result.throughput)
-    return results
+    return points
+
+
+def peer(
+    config: dict, server: TritonServer, images: list[bytes], work: Path, summary: Summary
+) -> None:
+    """The TorchServe comparison, while the server is up (and otherwise idle)."""
+    if not TORCHSERVE_PYTHON.exists():
+        summary.peer_missing = "no .venv-torchserve: run `make torchserve-venv`"
+        print(f"TorchServe peer: {summary.peer_missing}", flush=True)
+        return
+    settings = config["peer"]
+    known = bench.configurations()
+    names = settings.get("configurations", list(known))
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise SystemExit(f"{unknown} in [peer] configurations: not one of {list(known)}")
+    try:
+        summary.peer = bench.compare(
+            triton_http_port=int(server.http_url.rpartition(":")[2]),
+            chosen=[known[name] for name in names],
+            images=images,
+            levels=settings["levels"],
+            seconds=settings["seconds"],
+            rounds=settings["rounds"],
+            work=work,
+        )
+    except (RuntimeError, subprocess.CalledProcessError) as exc:  # in the goals, not left out
+        summary.peer_missing = f"the TorchServe peer failed: {str(exc)[-300:]}"
+        print(f"TorchServe peer: {summary.peer_missing}", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=PERF_DIR / "sweeps.toml")
-    parser.add_argument("--images", type=Path, default=SHARED_IMAGES)
+    parser.add_argument("--images", type=Path, help="photos to send (default: scikit-image's)")
     parser.add_argument("--smoke", action="store_true", help="a few seconds per step")
     parser.add_argument("--only", action="append", help="run only these sweeps (repeatable)")
     parser.add_argument(
@@ -121,6 +145,7 @@ def main() -> None:
     parser.add_argument("--label", default="main", help="output folder under perf/out/")
     parser.add_argument("--no-raw", action="store_true", help="skip the in-process limit")
     parser.add_argument("--no-torchserve", action="store_true", help="skip the TorchServe peer")
+    parser.add_argument("--peer-only", action="store_true", help="only the TorchServe peer")
     parser.add_argument("--no-report", action="store_true", help="leave perf/RESULTS.md alone")
     args = parser.parse_args()
 
@@ -128,105 +153,66 @@ def main() -> None:
     out = OUT_DIR / args.label
     out.mkdir(parents=True, exist_ok=True)
     overrides = [*config.get("server", {}).get("set", []), *args.overrides]
-    inputs = generate(args.images, OUT_DIR / "inputs", limit=4 if args.smoke else None)
     encoded = photos(args.images)
+    inputs = generate(encoded, OUT_DIR / "inputs", limit=4 if args.smoke else None)
     repository = prepare(overrides, out / "repository")
-    started = dt.datetime.now(dt.timezone.utc)
-    summary = {
-        "label": args.label,
-        "started": started.isoformat(timespec="seconds"),
-        "machine": machine(),
-        "overrides": overrides,
-        "load_start": load_average(),
-    }
+    summary = Summary(
+        label=args.label,
+        started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        machine=machine(),
+        overrides=overrides,
+        load_start=load_average(),
+    )
     server = start_on_free_ports(
         out / "tritonserver.log", timeout_s=300, model_repository=repository
     )
     try:
-        summary["sweeps"] = sweeps(config, server, inputs, out, args.smoke, args.only, args.levels)
-        if not args.smoke and not args.no_torchserve:
-            # the peer comparison's tricolor half: the same closed-loop HTTP client as TorchServe's
-            images = list(encoded.values())
-            port = int(server.http_url.rpartition(":")[2])
-            summary["closed_loop"] = []
-            for level in config["peer"]["levels"]:
-                row = closed_loop.run(
-                    "127.0.0.1",
-                    port,
-                    closed_loop.triton_request(),
-                    images,
-                    level,
-                    config["peer"]["seconds"],
-                )
-                row["load"] = load_average()
-                print(f"tricolor closed loop c={level}: {json.dumps(row)}", flush=True)
-                summary["closed_loop"].append(row)
-        # concurrency 1 against its in-process twin, photo by photo (the p99 goal, like for like)
-        summary["paired"] = paired_latency(
-            server.grpc_url,
-            MODEL_REPOSITORY / "resnet50" / "1" / "model.onnx",
-            dict(list(encoded.items())[:3]) if args.smoke else encoded,
-            passes=1 if args.smoke else 5,
-        )
-        paired = summary["paired"]
-        print(
-            f"paired c=1: served p50 {paired['served']['p50_ms']:.1f} / p99 "
-            f"{paired['served']['p99_ms']:.1f} ms, in-process p50 "
-            f"{paired['in_process']['p50_ms']:.1f} / p99 {paired['in_process']['p99_ms']:.1f} ms",
-            flush=True,
-        )
+        if not args.peer_only:
+            summary.sweeps = sweeps(config, server, inputs, out, args.smoke, args.only, args.levels)
+        if args.peer_only or not (args.smoke or args.no_torchserve):
+            peer(config, server, list(encoded.values()), OUT_DIR / "torchserve", summary)
+        if not args.peer_only:
+            # concurrency 1 against its in-process twin, photo by photo (the p99 goal, like
+            # for like)
+            summary.paired = paired_latency(
+                server.grpc_url,
+                MODEL_REPOSITORY / "resnet50" / "1" / "model.onnx",
+                dict(list(encoded.items())[:3]) if args.smoke else encoded,
+                passes=1 if args.smoke else 5,
+            )
+            served, local = summary.paired.served, summary.paired.in_process
+            print(
+                f"paired c=1: served p50 {served.p50_ms:.1f} / p99 {served.p99_ms:.1f} ms, "
+                f"in-process p50 {local.p50_ms:.1f} / p99 {local.p99_ms:.1f} ms",
+                flush=True,
+            )
     finally:
         server.stop()
     python = sys.executable
-    if not args.no_raw:
+    if not (args.no_raw or args.peer_only):
         # after the server is gone: the limit is measured on an idle machine, same photos
         raw_args = (
             ["--seconds", "1", "--batches", "1,4", "--runtimes", "onnxruntime"]
-            if (args.smoke)
+            if args.smoke
             else ["--extra-model", str(MODEL_REPOSITORY / "resnet50" / "1" / "model.int8.onnx")]
         )
+        images = ["--images", str(args.images)] if args.images else []
         subprocess.run(
-            [
-                python,
-                str(PERF_DIR / "raw_limit.py"),
-                "--images",
-                str(args.images),
-                "--out",
-                str(out / "raw.json"),
-                *raw_args,
-            ],
+            [python, "-m", "perf.raw_limit", *images, "--out", str(out / "raw.json"), *raw_args],
             check=True,
+            cwd=PROJECT_ROOT,
         )
-        summary["raw"] = json.loads((out / "raw.json").read_text())
-    torchserve_python = ROOT / ".venv-torchserve" / "bin" / "python"
-    if not args.no_torchserve and not args.smoke and not torchserve_python.exists():
-        summary["peer_missing"] = "no .venv-torchserve: run `make torchserve-venv`"
-    elif not args.no_torchserve and not args.smoke:
-        (out / "torchserve.json").unlink(missing_ok=True)
-        result = subprocess.run(
-            [
-                python,
-                str(PERF_DIR / "torchserve_bench.py"),
-                "--images",
-                str(args.images),
-                "--out",
-                str(out / "torchserve.json"),
-                "--levels",
-                ",".join(str(level) for level in config["peer"]["levels"]),
-                "--seconds",
-                str(config["peer"]["seconds"]),
-            ],
-        )
-        if result.returncode == 0:
-            summary["torchserve"] = json.loads((out / "torchserve.json").read_text())
-        else:  # in the report's goals, not silently left out
-            summary["peer_missing"] = f"perf/torchserve_bench.py failed (exit {result.returncode})"
-            print(f"TorchServe peer: {summary['peer_missing']}", flush=True)
-    summary["load_end"] = load_average()
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    subprocess.run([python, str(PERF_DIR / "plots.py"), str(out / "summary.json")], check=True)
-    if not args.no_report and not args.smoke:
-        subprocess.run([python, str(PERF_DIR / "report.py"), str(out / "summary.json")], check=True)
+        summary.raw = load(RawLimit, out / "raw.json")
+    summary.load_end = load_average()
+    dump(summary, out / "summary.json")
+    if not args.peer_only:
+        plots = [python, "-m", "perf.plots", str(out / "summary.json")]
+        subprocess.run(plots, check=True, cwd=PROJECT_ROOT)
+    if not (args.no_report or args.smoke):
+        report = [python, "-m", "perf.report", str(out / "summary.json")]
+        if args.peer_only:
+            report.append("--peer-only")
+        subprocess.run(report, check=True, cwd=PROJECT_ROOT)
     print(f"perf: {out / 'summary.json'}")
 
 

@@ -141,11 +141,11 @@ def test_sigterm_under_load_drains_in_flight_requests_then_exits() -> None:
 
 
 def test_soak_script_smoke(tmp_path) -> None:
-    """perf/soak.py end to end, briefly (the real run is ~3 minutes: perf/SOAK.md)."""
+    """perf/studies/soak.py end to end, briefly (the real run is ~3 minutes: its SOAK.md)."""
     out = tmp_path / "SOAK.md"
     command = [
         sys.executable,
-        str(PROJECT_ROOT / "perf" / "soak.py"),
+        str(PROJECT_ROOT / "perf" / "studies" / "soak.py"),
         "--duration",
         "6",
         "--warmup",

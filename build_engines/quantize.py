@@ -1,14 +1,13 @@
 """Opt-in INT8 variant: ONNX Runtime static quantisation (QDQ, per-channel weights) calibrated on
-generated and sample photos, and its drift against FP32 on the real photos.
+synthetic scenes and a few photos, and its drift against FP32 on the other photos.
 
-Runs in .venv-export (onnx + onnxruntime.quantization; no torch used):
+Runs in .venv-export (onnx + onnxruntime.quantization; no torch used, no tricolor installed).
+Its inputs are the served model's own input tensors, made in .venv by perf.inputs (the
+`preprocess` code, the served config's sizes); `make int8` runs both steps:
 
-    .venv-export/bin/python perf/quantize.py            # writes resnet50/1/model.int8.onnx
-        [--images ../shared/images] [--report perf/out/int8.json]
-
-Calibration uses only generated scenes and scikit-image-free synthetic photos plus the photos
-in --calibration (default: none of the evaluation photos), so the drift is measured on images
-the calibration never saw.
+    .venv/bin/python -m perf.inputs --out perf/out/int8-inputs --scenes 24
+    .venv-export/bin/python build_engines/quantize.py --tensors perf/out/int8-inputs/tensors.npz
+        [--report perf/out/int8.json]          # writes model_repository/resnet50/1/model.int8.onnx
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from common import ROOT, SHARED_IMAGES, model_inputs, photos
 from onnxruntime.quantization import (
     CalibrationDataReader,
     QuantFormat,
@@ -29,26 +27,7 @@ from onnxruntime.quantization import (
 )
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
-from tricolor.imaging import normalise
-
-
-def generated(count: int = 24) -> list[np.ndarray]:
-    """Smooth synthetic scenes (gradients, blobs, stripes) as uint8 224 x 224 crops."""
-    rng = np.random.default_rng(11)
-    crops = []
-    y, x = np.mgrid[0:224, 0:224].astype(np.float32)
-    for _ in range(count):
-        channels = []
-        for _channel in range(3):
-            fx, fy, phase = rng.uniform(5, 60), rng.uniform(5, 60), rng.uniform(0, 6.3)
-            wave = np.sin(x / fx + phase) * np.cos(y / fy) * rng.uniform(40, 127)
-            blob = rng.uniform(0, 255) * np.exp(
-                -((x - rng.uniform(0, 224)) ** 2 + (y - rng.uniform(0, 224)) ** 2)
-                / (2 * rng.uniform(20, 80) ** 2)
-            )
-            channels.append(np.clip(128 + wave + blob - 64, 0, 255))
-        crops.append(np.stack(channels, axis=-1).astype(np.uint8))
-    return crops
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Reader(CalibrationDataReader):
@@ -64,20 +43,24 @@ def main() -> None:
     model_dir = ROOT / "model_repository" / "resnet50" / "1"
     parser.add_argument("--model", type=Path, default=model_dir / "model.onnx")
     parser.add_argument("--out", type=Path, default=model_dir / "model.int8.onnx")
-    parser.add_argument("--images", type=Path, default=SHARED_IMAGES)
+    parser.add_argument(
+        "--tensors", type=Path, required=True, help="from `python -m perf.inputs --scenes N`"
+    )
     parser.add_argument(
         "--calibration-photos",
         type=int,
-        default=6,
+        default=4,
         help="the first N photos join the calibration set; drift is on the rest",
     )
     parser.add_argument("--report", type=Path, default=ROOT / "perf" / "out" / "int8.json")
     args = parser.parse_args()
 
-    encoded = photos(args.images)
-    names = list(encoded)
-    tensors = model_inputs(encoded[name] for name in names)
-    calibration = np.concatenate([normalise(generated()), tensors[: args.calibration_photos]])
+    with np.load(args.tensors, allow_pickle=False) as inputs:
+        names, tensors = [str(name) for name in inputs["names"]], inputs["tensors"]
+        if "scenes" not in inputs:
+            raise SystemExit(f"{args.tensors}: no synthetic scenes (perf.inputs --scenes N)")
+        scenes = inputs["scenes"]
+    calibration = np.concatenate([scenes, tensors[: args.calibration_photos]])
     held_out = tensors[args.calibration_photos :]
     held_names = names[args.calibration_photos :]
     if len(held_out) == 0:

@@ -4,7 +4,7 @@ Starts its own tritonserver on free loopback ports (or uses --url), samples the 
 memory of tritonserver and every Python-backend stub, counts failed good requests, and
 writes a Markdown report (and a PNG plot when matplotlib is installed).
 
-    .venv/bin/python perf/soak.py --duration 180 --concurrency 8 --bad-ratio 0.3
+    .venv/bin/python perf/studies/soak.py --duration 180 --concurrency 8 --bad-ratio 0.3
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from PIL import Image
 
 from tricolor.client import TricolorClient
 from tricolor.launcher import python_stubs, start_on_free_ports
-from tricolor.settings import LOCAL_STATE_DIR, PROJECT_ROOT
+from tricolor.settings import LOCAL_STATE_DIR
 
 
 def rss_mib(pid: int) -> float:
@@ -81,7 +81,7 @@ def main() -> int:
     )
     parser.add_argument("--interval", type=float, default=2.0, help="seconds between RSS samples")
     parser.add_argument("--url", help="gRPC host:port of a running server (default: start one)")
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "perf" / "SOAK.md")
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("SOAK.md"))
     args = parser.parse_args()
 
     server = None
