@@ -6,16 +6,18 @@ import functools
 import io
 import struct
 import subprocess
+import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
+from hypothesis import settings
 from PIL import Image
 
 from tricolor.client import OUTPUTS, TricolorClient, image_input
@@ -24,7 +26,20 @@ from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 EXPORT_PYTHON = PROJECT_ROOT / ".venv-export" / "bin" / "python"
-SHARED_IMAGES = PROJECT_ROOT.parent / "shared" / "images"
+# how long a wait for a condition may take before it fails with what it saw: long enough for a
+# loaded two-core machine, short enough that a hang is reported rather than waited out
+WAIT_S = 60.0
+# scikit-image's bundled JPEG files, used as they are (real camera JPEGs)
+SKIMAGE_JPEGS = ("retina.jpg", "rocket.jpg", "hubble_deep_field.jpg")
+
+# the fuzz tests draw the same examples on every run and keep no example database, so a
+# failure in CI is a failure on every machine; `pytest --hypothesis-profile=explore` draws new
+# ones (a failure then prints the blob that reproduces it)
+settings.register_profile("deterministic", derandomize=True, database=None)
+settings.register_profile("explore", derandomize=False, database=None, print_blob=True)
+settings.load_profile("deterministic")
+
+T = TypeVar("T")
 
 
 def start_server(log_name: str, **options: object) -> TritonServer:
@@ -49,6 +64,31 @@ def infer(
 def scrape(server: TritonServer, name: str, **labels: str) -> float:
     """The sum of a metric's series on the server's metrics endpoint, filtered by labels."""
     return metric_sum(server.metrics_text(), name, **labels)
+
+
+def wait_for(
+    probe: Callable[[], T], done: Callable[[T], bool], what: str, timeout_s: float = WAIT_S
+) -> T:
+    """Poll `probe()` until `done(value)`; return that value, or fail with the last one seen."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = probe()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: not reached after {timeout_s:.0f} s, last seen {value!r}")
+        time.sleep(0.1)
+
+
+def wait_for_metric(server: TritonServer, name: str, expected: float, **labels: str) -> None:
+    """Wait until a counter's sum is exactly `expected`: Triton updates its metrics after it
+    answers, so one read right after a request may miss it; a counter past `expected` fails."""
+    value = wait_for(
+        lambda: scrape(server, name, **labels),
+        lambda seen: seen >= expected,
+        f"{name}{labels or ''} reaching {expected:g}",
+    )
+    assert value == expected, f"{name}{labels or ''} is {value:g}, expected exactly {expected:g}"
 
 
 @pytest.fixture(scope="session")
@@ -98,6 +138,26 @@ def photo_bytes() -> dict[str, bytes]:
         "hubble": data.hubble_deep_field(),
     }
     return {f"{name}.png": encode(Image.fromarray(array), "PNG") for name, array in photos.items()}
+
+
+@functools.cache  # callers only read it
+def photo_jpegs() -> dict[str, bytes]:
+    """Real photos as JPEG at several sizes, from scikit-image's package data: its bundled JPEG
+    files as they are, and photos re-encoded smaller, at full size and upscaled. retina (1411 px
+    square) and astronaut at 2048 px have a shorter side >= 4 x 232 px, so preprocess decodes
+    them reduced (`draft_factor`); chelsea at 225 x 150 is smaller than the resize."""
+    from skimage import data  # noqa: PLC0415 (slow import, only where photos are needed)
+
+    photos = {name: (Path(data.data_dir) / name).read_bytes() for name in SKIMAGE_JPEGS}
+    for name, array, size, quality in [
+        ("chelsea", data.chelsea(), (225, 150), 90),
+        ("chelsea", data.chelsea(), (451, 300), 75),
+        ("coffee", data.coffee(), (1200, 800), 85),
+        ("astronaut", data.astronaut(), (2048, 2048), 90),
+    ]:
+        image = Image.fromarray(array).resize(size, Image.Resampling.LANCZOS)
+        photos[f"{name}_{size[0]}x{size[1]}.jpg"] = encode(image, "JPEG", quality=quality)
+    return photos
 
 
 @functools.cache  # callers only read it
@@ -151,7 +211,7 @@ def reference_outputs(paths: list[Path], resize_size: int = 232) -> dict[str, np
     """
     out = ARTIFACTS / "reference.npz"
     ARTIFACTS.mkdir(exist_ok=True)
-    subprocess.run(
+    done = subprocess.run(
         [
             str(EXPORT_PYTHON),
             str(PROJECT_ROOT / "build_engines" / "reference.py"),
@@ -163,9 +223,10 @@ def reference_outputs(paths: list[Path], resize_size: int = 232) -> dict[str, np
             str(MODEL_REPOSITORY / "resnet50" / "1" / "model.onnx"),
             *map(str, paths),
         ],
-        check=True,
         capture_output=True,
+        text=True,
     )
+    assert done.returncode == 0, f"build_engines/reference.py failed:\n{done.stderr[-3000:]}"
     with np.load(out, allow_pickle=False) as archive:
         return {key: archive[key] for key in archive.files}
 

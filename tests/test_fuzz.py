@@ -4,7 +4,8 @@ Over arbitrary bytes and over mutations (bit flips, truncations, insertions, del
 "interesting" integers written over header fields) of small valid encodings in every format
 the contract names, `imaging.preprocess` either returns a well-formed `Preprocessed` or
 raises `ImageRejected` with a known reason: never another exception, never a hang (each
-example has a deadline; pytest-timeout bounds the whole test).
+example has a deadline; pytest-timeout bounds the whole test). The examples are the same on
+every run (conftest's `deterministic` profile); `--hypothesis-profile=explore` draws new ones.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from conftest import encode
 RESIZE_SIZE, THUMBNAIL_SIZE = 232, 64
 LIMITS = Limits()
 REASONS = {"empty", "too_large", "too_many_pixels", "undecodable"}
+# on the profile conftest loads: the same examples every run, no example database
 FUZZ = settings(
     max_examples=250,
     deadline=3000,  # ms per example: a decode that takes longer is a bug worth seeing
-    database=None,  # hermetic: no .hypothesis/ state between runs
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 
