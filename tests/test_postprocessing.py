@@ -38,10 +38,23 @@ def test_vectorised_rule_equals_a_plain_loop(palette) -> None:
     assert codes == [palette.hex_codes[int(np.argmin(loop_scores(i, palette)))] for i in images]
 
 
-def test_palettes_are_the_contracts() -> None:
-    assert len(RGB_PALETTE.hex_codes) == len(RGB_PALETTE.names) == 12
-    assert len(RYB_PALETTE.hex_codes) == len(RYB_PALETTE.names) == 12
-    assert RGB_PALETTE.rgb[1].tolist() == [255, 128, 0]
+# written out from the contract's table (CONTRACT.md, "Dominant colour"), not from the package
+CONTRACT_RGB = """#FF0000 #FF8000 #FFFF00 #80FF00 #00FF00 #00FF80 #00FFFF #0080FF
+#0000FF #8000FF #FF00FF #FF0080"""
+CONTRACT_RYB = """#FE2712 #FC600A #FB9902 #FCCC1A #FEFE33 #B2D732 #66B032 #347C98
+#0247FE #4424D6 #8601AF #C21460"""
+
+
+@pytest.mark.parametrize(
+    ("palette", "contract"),
+    [(RGB_PALETTE, CONTRACT_RGB), (RYB_PALETTE, CONTRACT_RYB)],
+    ids=["rgb", "ryb"],
+)
+def test_palettes_are_the_contracts(palette, contract: str) -> None:
+    assert palette.hex_codes == tuple(contract.split())
+    assert len(palette.names) == len(set(palette.names)) == 12
+    expected_rgb = [[int(code[i : i + 2], 16) for i in (1, 3, 5)] for code in contract.split()]
+    assert palette.rgb.tolist() == expected_rgb
 
 
 def test_softmax_is_stable_and_normalised() -> None:
