@@ -14,6 +14,7 @@ import re
 import shutil
 import subprocess
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -25,7 +26,7 @@ import yaml
 from tricolor.launcher import TritonServer
 from tricolor.settings import PROJECT_ROOT, free_ports
 
-from conftest import ARTIFACTS, generated_images
+from conftest import ARTIFACTS, generated_images, scrape, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -122,34 +123,57 @@ def prometheus(server: TritonServer, tmp_path_factory: pytest.TempPathFactory) -
         log.close()
 
 
-def scraped(base: str, query: str, deadline_s: float = 60) -> float:
-    """The query's value once Prometheus has it (it scrapes every second)."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        result = api(base, "query", query=query)["data"]["result"]
-        if result:
-            return float(result[0]["value"][1])
-        time.sleep(1)
-    raise AssertionError(f"prometheus never returned {query!r}")
+def query_value(base: str, query: str) -> float | None:
+    """The query's single value now, None while Prometheus has no sample for it."""
+    result = api(base, "query", query=query)["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
 
 
-def test_prometheus_scrapes_the_server(prometheus: str, client) -> None:
+def wait_for_value(base: str, query: str, expected: float) -> None:
+    """Wait until Prometheus (scraping every second) has exactly `expected` for a counter."""
+    value = wait_for(
+        lambda: query_value(base, query),
+        lambda seen: seen is not None and seen >= expected,
+        f"prometheus: {query} reaching {expected:g}",
+    )
+    assert value == expected, f"prometheus: {query} is {value:g}, expected exactly {expected:g}"
+
+
+def exported_names(server: TritonServer) -> set[str]:
+    """The names of tricolor's and Triton's series on the server's own metrics endpoint."""
+    samples = (line.split("{")[0].split(" ")[0] for line in server.metrics_text().splitlines())
+    return {name for name in samples if SERIES.fullmatch(name)}
+
+
+def test_prometheus_scrapes_the_server(server: TritonServer, prometheus: str, client) -> None:
     images = generated_images()
-    before = scraped(prometheus, "sum(tricolor_decoded_images_total)")
+    decoded, refused = "tricolor_decoded_images_total", "tricolor_rejected_images_total"
+    decoded_query = f"sum({decoded})"
+    refused_query = f'sum({refused}{{reason="undecodable"}}) or vector(0)'
+    # the server's own counts, and Prometheus caught up with them before the traffic
+    decoded_before = scrape(server, decoded)
+    refused_before = scrape(server, refused, reason="undecodable")
+    wait_for_value(prometheus, decoded_query, decoded_before)
+    wait_for_value(prometheus, refused_query, refused_before)
     results = client.classify_many([*images.values(), b"not an image"], [*images, "bad"])
     assert sum(result.error is None for result in results) == len(images)
-    # a PromQL comparison returns nothing until it holds: `scraped` waits for the new images
-    scraped(prometheus, f"sum(tricolor_decoded_images_total) >= {before + len(images)}", 30)
-    assert scraped(prometheus, 'sum(tricolor_rejected_images_total{reason="undecodable"})') >= 1
+    wait_for_value(prometheus, decoded_query, decoded_before + len(images))
+    wait_for_value(prometheus, refused_query, refused_before + 1)
     targets = api(prometheus, "targets")["data"]["activeTargets"]
-    assert [target["health"] for target in targets] == ["up"]
+    assert [target["health"] for target in targets] == ["up"], targets
 
 
-def test_every_shipped_query_evaluates_on_real_series(prometheus: str, client) -> None:
+def test_every_shipped_query_evaluates_on_real_series(
+    server: TritonServer, prometheus: str, client
+) -> None:
     images = generated_images()
     client.classify_many([*images.values(), b""], [*images, "empty"])  # series of each kind
-    scraped(prometheus, "sum(tricolor_top1_confidence_count)")
-    names = set(api(prometheus, "label/__name__/values")["data"])
+    exported = exported_names(server)
+    wait_for(
+        lambda: set(api(prometheus, "label/__name__/values")["data"]),
+        lambda seen: exported <= seen,
+        "prometheus holding every series the server exports",
+    )
     problems = []
     for where, expression in queries().items():
         answer = api(prometheus, "query", query=expression)
@@ -158,14 +182,16 @@ def test_every_shipped_query_evaluates_on_real_series(prometheus: str, client) -
         problems += [
             f"{where}: no series named {name}"
             for name in SERIES.findall(expression)
-            if name not in names
+            if name not in exported
         ]
     assert not problems, "\n".join(problems)
-    deadline = time.monotonic() + 30  # rules are evaluated every second once loaded
-    while True:
-        groups = api(prometheus, "rules")["data"]["groups"]
-        health = [rule["health"] for group in groups for rule in group["rules"]]
-        if health == ["ok"] * 3 or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert health == ["ok"] * 3, groups
+    # rules are evaluated every second once loaded
+    wait_for(
+        lambda: [
+            (rule["name"], rule["health"], rule.get("lastError", ""))
+            for group in api(prometheus, "rules")["data"]["groups"]
+            for rule in group["rules"]
+        ],
+        lambda rules: [health for _, health, _ in rules] == ["ok"] * 3,
+        "the three alert rules evaluated healthy",
+    )
