@@ -72,8 +72,10 @@ def test_every_contract_output_for_several_images_in_one_request(
         rgb, ryb = outputs["COLOR_RGB"][row][0].decode(), outputs["COLOR_RYB"][row][0].decode()
         assert rgb in RGB_PALETTE.hex_codes and ryb in RYB_PALETTE.hex_codes
         assert re.fullmatch(r"#[0-9A-F]{6}", rgb) and re.fullmatch(r"#[0-9A-F]{6}", ryb)
-        name = outputs["COLOR_RGB_NAME"][row][0].decode()
-        assert RGB_PALETTE.names[RGB_PALETTE.hex_codes.index(rgb)] == name
+        rgb_name = outputs["COLOR_RGB_NAME"][row][0].decode()
+        ryb_name = outputs["COLOR_RYB_NAME"][row][0].decode()
+        assert RGB_PALETTE.names[RGB_PALETTE.hex_codes.index(rgb)] == rgb_name
+        assert RYB_PALETTE.names[RYB_PALETTE.hex_codes.index(ryb)] == ryb_name
 
 
 def test_grpc_and_http_give_the_same_answer(grpc_client, http_client) -> None:

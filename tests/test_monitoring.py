@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -94,7 +93,8 @@ def prometheus(server: TritonServer, tmp_path_factory: pytest.TempPathFactory) -
     (work / "prometheus.yml").write_text(yaml.safe_dump(config))
     shutil.copy(MONITORING / "alerts.yml", work / "alerts.yml")
     (port,) = free_ports(1)
-    log = (ARTIFACTS / "prometheus.log").open("wb")
+    log_path = ARTIFACTS / "prometheus.log"
+    log = log_path.open("wb")
     process = subprocess.Popen(
         [
             binary,
@@ -106,16 +106,18 @@ def prometheus(server: TritonServer, tmp_path_factory: pytest.TempPathFactory) -
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
+
+    def readiness() -> str:
+        if process.poll() is not None:
+            pytest.fail(f"prometheus exited ({process.returncode}): see {log_path}")
+        try:
+            with urllib.request.urlopen(f"{base}/-/ready", timeout=2) as response:
+                return f"HTTP {response.status}"
+        except OSError as exc:
+            return repr(exc)
+
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                with urllib.request.urlopen(f"{base}/-/ready", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail(f"prometheus did not start: see {ARTIFACTS / 'prometheus.log'}")
+        wait_for(readiness, lambda seen: seen == "HTTP 200", "prometheus ready")
         yield base
     finally:
         process.terminate()
