@@ -60,9 +60,14 @@ class Load:
 
 @pytest.fixture
 def fault_server(request):
-    """A server of its own per fault, with model control on for the recovery path (reload)."""
+    """A server of its own per fault, with model control on for the recovery path (reload).
+
+    The version whose stub was killed never finishes unloading, so Triton's exit waits out
+    its whole exit timeout: 5 s here instead of 30."""
     running = start_server(
-        f"tritonserver-faults-{request.node.callspec.id}.log", model_control="explicit"
+        f"tritonserver-faults-{request.node.callspec.id}.log",
+        model_control="explicit",
+        exit_timeout_s=5,
     )
     yield running
     running.stop(drain=False)
