@@ -17,7 +17,7 @@ import tritonclient.http as httpclient
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-from tricolor.client import TricolorClient
+from tricolor.client import ModelTimes, TricolorClient
 from tricolor.colours import RGB_PALETTE, RYB_PALETTE
 from tricolor.scores import softmax
 from tricolor.settings import MODEL_REPOSITORY
@@ -72,8 +72,10 @@ def test_every_contract_output_for_several_images_in_one_request(
         rgb, ryb = outputs["COLOR_RGB"][row][0].decode(), outputs["COLOR_RYB"][row][0].decode()
         assert rgb in RGB_PALETTE.hex_codes and ryb in RYB_PALETTE.hex_codes
         assert re.fullmatch(r"#[0-9A-F]{6}", rgb) and re.fullmatch(r"#[0-9A-F]{6}", ryb)
-        name = outputs["COLOR_RGB_NAME"][row][0].decode()
-        assert RGB_PALETTE.names[RGB_PALETTE.hex_codes.index(rgb)] == name
+        rgb_name = outputs["COLOR_RGB_NAME"][row][0].decode()
+        ryb_name = outputs["COLOR_RYB_NAME"][row][0].decode()
+        assert RGB_PALETTE.names[RGB_PALETTE.hex_codes.index(rgb)] == rgb_name
+        assert RYB_PALETTE.names[RYB_PALETTE.hex_codes.index(ryb)] == ryb_name
 
 
 def test_grpc_and_http_give_the_same_answer(grpc_client, http_client) -> None:
@@ -263,22 +265,6 @@ def test_bad_rows_fail_their_request_naming_row_and_reason(client: TricolorClien
     assert "row 0" not in message
 
 
-def test_good_requests_batched_with_bad_ones_still_succeed(client: TricolorClient) -> None:
-    good = list(generated_images().values())
-    expected = [client.classify_one(payload, str(i)) for i, payload in enumerate(good)]
-    hostile = [b"", b"\x89PNG\r\n\x1a\nbroken", png_bomb()]
-    mixed = [payload for pair in zip(good, hostile + hostile[:2], strict=True) for payload in pair]
-    results = client.classify_many(mixed, [str(i) for i in range(len(mixed))], concurrency=8)
-    for index, result in enumerate(results):
-        if index % 2 == 0:
-            assert result.error is None, result.error
-            assert result.class_ids == expected[index // 2].class_ids
-        else:
-            assert result.error is not None and not result.error.startswith(("row", "in ensemble"))
-    assert "megapixels" in results[5].error and "max_decoded_pixels" in results[5].error
-    assert client.is_ready()
-
-
 def test_oversize_encoded_image_is_refused_before_decoding(client: TricolorClient) -> None:
     limit = int(parameter("preprocess", "max_encoded_bytes"))
     oversize = b"\xff\xd8\xff\xe0" + bytes(limit)
@@ -308,28 +294,75 @@ def controllable_server():
 
 
 @pytest.fixture
-def load_postprocess(controllable_server) -> Iterator[Callable[..., None]]:
-    """Reload postprocess with some parameters (and batching) changed from the repository's
-    config; after the test the repository's config is loaded again, so no test sees the
-    settings another one left."""
+def reload_model(controllable_server) -> Iterator[Callable[..., None]]:
+    """Reload a model with some parameters (and batching) changed from the repository's
+    config; after the test every model it changed is loaded again from the repository's
+    config, so no test sees the settings another one left."""
     with grpcclient.InferenceServerClient(controllable_server.grpc_url) as control:
-        repository_config = control.get_model_config("postprocess", as_json=True)["config"]
+        repository_configs: dict[str, dict] = {}
 
-        def load(dynamic_batching: dict[str, object] | None = None, **parameters: str) -> None:
-            config = copy.deepcopy(repository_config)
+        def load(model: str, dynamic_batching: dict[str, object] | None = None, **parameters):
+            if model not in repository_configs:
+                repository_configs[model] = control.get_model_config(model, as_json=True)["config"]
+            config = copy.deepcopy(repository_configs[model])
             for key, value in parameters.items():
                 config["parameters"][key] = {"string_value": value}
             config["dynamic_batching"].update(dynamic_batching or {})
-            control.load_model("postprocess", config=json.dumps(config))
+            control.load_model(model, config=json.dumps(config))
             control.load_model("classify")
 
         yield load
-        load()
+        for model, config in repository_configs.items():
+            control.load_model(model, config=json.dumps(config))
+        control.load_model("classify")
+
+
+def in_one_execute(rows: int) -> dict[str, object]:
+    """Dynamic batching that holds requests until `rows` rows are queued, then runs them in
+    one execute call (the delay only bounds the wait if one never comes)."""
+    return {"preferred_batch_size": [rows], "max_queue_delay_microseconds": str(int(WAIT_S * 1e6))}
+
+
+def model_delta(client: TricolorClient, model: str, before: ModelTimes) -> ModelTimes:
+    """`model`'s statistics since `before`, once it has executed at least once since."""
+    return wait_for(
+        lambda: client.inference_statistics([model])[model] - before,
+        lambda delta: delta.executions >= 1,
+        f"{model} executing the requests",
+    )
+
+
+def test_good_requests_batched_with_bad_ones_still_succeed(
+    controllable_server, reload_model
+) -> None:
+    """Good and refused images as requests of one preprocess execute call."""
+    good = list(generated_images().values())[:3]
+    bad = [b"", b"\x89PNG\r\n\x1a\nbroken", png_bomb()]
+    reasons = ["image is empty", "not a recognised image format", "max_decoded_pixels"]
+    mixed = [payload for pair in zip(good, bad, strict=True) for payload in pair]
+    names = [str(index) for index in range(len(mixed))]
+    with TricolorClient(controllable_server.grpc_url, timeout_s=2 * WAIT_S) as client:
+        alone = [client.classify_one(payload) for payload in good]
+        reload_model("preprocess", dynamic_batching=in_one_execute(len(mixed)))
+        before = client.inference_statistics(["preprocess"])["preprocess"]
+        results = client.classify_many(mixed, names, concurrency=len(mixed))
+        together = model_delta(client, "preprocess", before)
+        assert client.is_ready()
+    assert (together.executions, together.inferences) == (1, len(mixed)), together
+    for expected, result in zip(alone, results[0::2], strict=True):
+        assert result.error is None, result.error
+        assert result.class_ids == expected.class_ids
+        np.testing.assert_allclose(result.scores, expected.scores, rtol=1e-6)
+        assert (result.color_rgb, result.color_ryb) == (expected.color_rgb, expected.color_ryb)
+    for reason, result in zip(reasons, results[1::2], strict=True):
+        # the client shows the server's reason alone: no ensemble prefix, no row of one
+        assert result.error is not None and "row 0" not in result.error, result.error
+        assert reason in result.error, result.error
 
 
 @pytest.mark.parametrize("threshold", [0.0, 1.0, None], ids=["off", "every-image", "some"])
 def test_second_look_averages_the_flipped_image(
-    controllable_server, load_postprocess, parity_images, onnx_session, threshold
+    controllable_server, reload_model, parity_images, onnx_session, threshold
 ) -> None:
     """Checked against ONNX Runtime on the served tensors, so the BLS arithmetic is exact."""
     payloads = [path.read_bytes() for path in parity_images]
@@ -342,7 +375,7 @@ def test_second_look_averages_the_flipped_image(
     takers = {0.0: {False}, 1.0: {True}}.get(threshold, {False, True})
     if threshold is None:  # halfway through the images' own confidences
         threshold = float(np.median(single_look.max(axis=1)))
-    load_postprocess(second_look_below=str(threshold))
+    reload_model("postprocess", second_look_below=str(threshold))
     expected, expected_second_look = oracle_probabilities(tensors, onnx_session, threshold)
     assert set(expected_second_look.tolist()) == takers, single_look.max(axis=1)
     with TricolorClient(controllable_server.grpc_url) as client:
@@ -356,35 +389,27 @@ def test_second_look_averages_the_flipped_image(
 
 
 def test_second_look_failure_fails_only_the_requests_that_needed_it(
-    controllable_server, load_postprocess
+    controllable_server, reload_model
 ) -> None:
     """Requests that need the second look and requests that do not, in one postprocess
     execute call: a failed BLS request fails the first kind and answers the second."""
     names = ["chelsea.png", "rocket.png", "coffee.png", "hubble.png"]
     payloads = [photo_bytes()[name] for name in names]
     with TricolorClient(controllable_server.grpc_url, timeout_s=2 * WAIT_S) as client:
-        load_postprocess(second_look_below="0")
+        reload_model("postprocess", second_look_below="0")
         single_look = client.classify_batch(payloads, names)
         confidences = sorted(result.scores[0] for result in single_look)
         assert confidences[2] - confidences[1] > 0.01, confidences  # a clear gap in the middle
         threshold = (confidences[1] + confidences[2]) / 2  # two need the second look, two not
-        # postprocess holds requests until all of them are there: one execute call (the delay
-        # only bounds the wait if one never comes)
-        load_postprocess(
+        reload_model(
+            "postprocess",
+            dynamic_batching=in_one_execute(len(payloads)),
             second_look_below=str(threshold),
             second_look_model="no_such_model",
-            dynamic_batching={
-                "preferred_batch_size": [len(payloads)],
-                "max_queue_delay_microseconds": str(int(WAIT_S * 1e6)),
-            },
         )
         before = client.inference_statistics(["postprocess"])["postprocess"]
         results = client.classify_many(payloads, names, concurrency=len(payloads))
-        together = wait_for(
-            lambda: client.inference_statistics(["postprocess"])["postprocess"] - before,
-            lambda delta: delta.executions >= 1,
-            "postprocess executing the requests",
-        )
+        together = model_delta(client, "postprocess", before)
         assert client.is_ready()
     assert (together.executions, together.inferences) == (1, len(payloads)), together
     for alone, result in zip(single_look, results, strict=True):

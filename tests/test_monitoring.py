@@ -13,7 +13,7 @@ import os
 import re
 import shutil
 import subprocess
-import time
+import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
@@ -25,7 +25,7 @@ import yaml
 from tricolor.launcher import TritonServer
 from tricolor.settings import PROJECT_ROOT, free_ports
 
-from conftest import ARTIFACTS, generated_images
+from conftest import ARTIFACTS, generated_images, scrape, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -96,7 +96,8 @@ def prometheus(server: TritonServer, tmp_path_factory: pytest.TempPathFactory) -
     (work / "prometheus.yml").write_text(yaml.safe_dump(config))
     shutil.copy(MONITORING / "alerts.yml", work / "alerts.yml")
     (port,) = free_ports(1)
-    log = (ARTIFACTS / "prometheus.log").open("wb")
+    log_path = ARTIFACTS / "prometheus.log"
+    log = log_path.open("wb")
     process = subprocess.Popen(
         [
             binary,
@@ -108,16 +109,18 @@ def prometheus(server: TritonServer, tmp_path_factory: pytest.TempPathFactory) -
         stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
+
+    def readiness() -> str:
+        if process.poll() is not None:
+            pytest.fail(f"prometheus exited ({process.returncode}): see {log_path}")
+        try:
+            with urllib.request.urlopen(f"{base}/-/ready", timeout=2) as response:
+                return f"HTTP {response.status}"
+        except OSError as exc:
+            return repr(exc)
+
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                with urllib.request.urlopen(f"{base}/-/ready", timeout=2):
-                    break
-            except OSError:
-                time.sleep(0.5)
-        else:
-            pytest.fail(f"prometheus did not start: see {ARTIFACTS / 'prometheus.log'}")
+        wait_for(readiness, lambda seen: seen == "HTTP 200", "prometheus ready")
         yield base
     finally:
         process.terminate()
@@ -125,34 +128,57 @@ def prometheus(server: TritonServer, tmp_path_factory: pytest.TempPathFactory) -
         log.close()
 
 
-def scraped(base: str, query: str, deadline_s: float = 60) -> float:
-    """The query's value once Prometheus has it (it scrapes every second)."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        result = api(base, "query", query=query)["data"]["result"]
-        if result:
-            return float(result[0]["value"][1])
-        time.sleep(1)
-    raise AssertionError(f"prometheus never returned {query!r}")
+def query_value(base: str, query: str) -> float | None:
+    """The query's single value now, None while Prometheus has no sample for it."""
+    result = api(base, "query", query=query)["data"]["result"]
+    return float(result[0]["value"][1]) if result else None
 
 
-def test_prometheus_scrapes_the_server(prometheus: str, client) -> None:
+def wait_for_value(base: str, query: str, expected: float) -> None:
+    """Wait until Prometheus (scraping every second) has exactly `expected` for a counter."""
+    value = wait_for(
+        lambda: query_value(base, query),
+        lambda seen: seen is not None and seen >= expected,
+        f"prometheus: {query} reaching {expected:g}",
+    )
+    assert value == expected, f"prometheus: {query} is {value:g}, expected exactly {expected:g}"
+
+
+def exported_names(server: TritonServer) -> set[str]:
+    """The names of tricolor's and Triton's series on the server's own metrics endpoint."""
+    samples = (line.split("{")[0].split(" ")[0] for line in server.metrics_text().splitlines())
+    return {name for name in samples if SERIES.fullmatch(name)}
+
+
+def test_prometheus_scrapes_the_server(server: TritonServer, prometheus: str, client) -> None:
     images = generated_images()
-    before = scraped(prometheus, "sum(tricolor_decoded_images_total)")
+    decoded, refused = "tricolor_decoded_images_total", "tricolor_rejected_images_total"
+    decoded_query = f"sum({decoded})"
+    refused_query = f'sum({refused}{{reason="undecodable"}}) or vector(0)'
+    # the server's own counts, and Prometheus caught up with them before the traffic
+    decoded_before = scrape(server, decoded)
+    refused_before = scrape(server, refused, reason="undecodable")
+    wait_for_value(prometheus, decoded_query, decoded_before)
+    wait_for_value(prometheus, refused_query, refused_before)
     results = client.classify_many([*images.values(), b"not an image"], [*images, "bad"])
     assert sum(result.error is None for result in results) == len(images)
-    # a PromQL comparison returns nothing until it holds: `scraped` waits for the new images
-    scraped(prometheus, f"sum(tricolor_decoded_images_total) >= {before + len(images)}", 30)
-    assert scraped(prometheus, 'sum(tricolor_rejected_images_total{reason="undecodable"})') >= 1
+    wait_for_value(prometheus, decoded_query, decoded_before + len(images))
+    wait_for_value(prometheus, refused_query, refused_before + 1)
     targets = api(prometheus, "targets")["data"]["activeTargets"]
-    assert [target["health"] for target in targets] == ["up"]
+    assert [target["health"] for target in targets] == ["up"], targets
 
 
-def test_every_shipped_query_evaluates_on_real_series(prometheus: str, client) -> None:
+def test_every_shipped_query_evaluates_on_real_series(
+    server: TritonServer, prometheus: str, client
+) -> None:
     images = generated_images()
     client.classify_many([*images.values(), b""], [*images, "empty"])  # series of each kind
-    scraped(prometheus, "sum(tricolor_top1_confidence_count)")
-    names = set(api(prometheus, "label/__name__/values")["data"])
+    exported = exported_names(server)
+    wait_for(
+        lambda: set(api(prometheus, "label/__name__/values")["data"]),
+        lambda seen: exported <= seen,
+        "prometheus holding every series the server exports",
+    )
     problems = []
     for where, expression in queries().items():
         answer = api(prometheus, "query", query=expression)
@@ -161,14 +187,16 @@ def test_every_shipped_query_evaluates_on_real_series(prometheus: str, client) -
         problems += [
             f"{where}: no series named {name}"
             for name in SERIES.findall(expression)
-            if name not in names and not CONTAINER_ONLY_SERIES.fullmatch(name)
+            if name not in exported and not CONTAINER_ONLY_SERIES.fullmatch(name)
         ]
     assert not problems, "\n".join(problems)
-    deadline = time.monotonic() + 30  # rules are evaluated every second once loaded
-    while True:
-        groups = api(prometheus, "rules")["data"]["groups"]
-        health = [rule["health"] for group in groups for rule in group["rules"]]
-        if health == ["ok"] * 3 or time.monotonic() > deadline:
-            break
-        time.sleep(1)
-    assert health == ["ok"] * 3, groups
+    # rules are evaluated every second once loaded
+    wait_for(
+        lambda: [
+            (rule["name"], rule["health"], rule.get("lastError", ""))
+            for group in api(prometheus, "rules")["data"]["groups"]
+            for rule in group["rules"]
+        ],
+        lambda rules: [health for _, health, _ in rules] == ["ok"] * 3,
+        "the three alert rules evaluated healthy",
+    )
