@@ -200,7 +200,7 @@ def test_soak_script_smoke(tmp_path) -> None:
     assert "Server ready at the end: True" in report, report
     rows = SOAK_MEMORY_ROW.findall(report)
     memory = {row[0]: [float(value) for value in row[1:]] for row in rows}
-    measured = {re.sub(r"_\d+_\d+$", "", name) for name in memory}
+    measured = {re.sub(r"\[\d+\]$", "", name) for name in memory}  # preprocess[pid]
     assert measured == {"tritonserver", "preprocess", "resnet50", "postprocess"}, report
     for name, (after_warmup, end, peak, growth) in memory.items():
         assert 0 < after_warmup and 0 < end <= peak, (name, memory[name])
