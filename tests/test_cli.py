@@ -21,6 +21,7 @@ from PIL import Image
 from tricolor.client import TricolorClient
 from tricolor.launcher import python_stubs
 from tricolor.settings import Ports, free_ports
+from tricolor.weights import random_weights_warning
 
 from conftest import encode, generated_images
 
@@ -64,14 +65,62 @@ def test_classify_json_has_a_result_or_an_error_per_image(server, images, protoc
             assert result[key], key
         assert len(result["labels"]) == len(result["scores"]) == len(result["class_ids"])
     assert "error" not in results[0]
-    assert "row 0" in results[2]["error"] and "labels" not in results[2]
+    # the server's reason as a person needs it: no ensemble name, no row of a one-image request
+    assert results[2]["error"].startswith("cannot decode image: "), results[2]["error"]
+    assert "labels" not in results[2]
+
+
+def served_weights(client: TricolorClient, image: Path) -> str:
+    result = client.classify_one(image.read_bytes(), image.name)
+    assert result.error is None, result.error
+    return result.weights
+
+
+@pytest.mark.parametrize("flags", [["--json"], []], ids=["json", "table"])
+def test_random_weights_warning_on_stderr_in_both_formats(server, client, images, flags) -> None:
+    done = run_tricolor("classify", str(images[0]), *flags, TRITON_URL=server.grpc_url)
+    assert done.returncode == 0, done.stderr
+    warning = random_weights_warning(served_weights(client, images[0]))
+    if warning:  # CI exports random weights; a machine with the checkpoint serves ImageNet's
+        assert f"tricolor: WARNING: {warning}" in done.stderr
+    else:
+        assert "WARNING" not in done.stderr
+    assert "WARNING" not in done.stdout
+    if flags:
+        json.loads(done.stdout)  # still one parseable array
 
 
 def test_classify_table_uses_triton_url(server, images) -> None:
-    done = run_tricolor("classify", str(images[0]), TRITON_URL=server.grpc_url)
-    assert done.returncode == 0, done.stderr
+    done = run_tricolor("classify", *map(str, images), TRITON_URL=server.grpc_url)
+    assert done.returncode == 1, done.stderr
     assert images[0].name in done.stdout and "latency" in done.stdout
     assert "#" in done.stdout and "colour RGB" in done.stdout
+    assert f"{images[2]}: refused: cannot decode image: " in done.stdout
+    assert "ensemble" not in done.stdout and "row 0" not in done.stdout
+
+
+def test_classify_walks_a_folder_recognising_images_by_content(server, tmp_path) -> None:
+    photos = list(generated_images().values())
+    nested = tmp_path / "album" / "2024"
+    nested.mkdir(parents=True)
+    (tmp_path / "album" / "a.png").write_bytes(photos[1])
+    (nested / "no_extension").write_bytes(photos[0])  # a JPEG by content alone
+    (nested / "notes.txt").write_text("not an image")
+    (nested / "text.jpg").write_text("a text file named like a photo")
+    (tmp_path / "album" / ".hidden.png").write_bytes(photos[1])
+    done = run_tricolor("classify", str(tmp_path / "album"), "--json", TRITON_URL=server.grpc_url)
+    assert done.returncode == 1, done.stderr  # text.jpg goes to the server, which refuses it
+    results = {Path(result["path"]).name: result for result in json.loads(done.stdout)}
+    assert sorted(results) == ["a.png", "no_extension", "text.jpg"]
+    assert results["a.png"]["labels"] and results["no_extension"]["labels"]
+    assert results["text.jpg"]["error"] == "not a recognised image format"
+
+
+def test_classify_names_a_path_that_does_not_exist(images, tmp_path) -> None:
+    missing = tmp_path / "nowhere"
+    done = run_tricolor("classify", str(images[0]), str(missing))
+    assert done.returncode == 2
+    assert f"no such file or folder: {missing}" in done.stderr
 
 
 def test_classify_says_when_no_server_listens(images) -> None:
@@ -79,6 +128,7 @@ def test_classify_says_when_no_server_listens(images) -> None:
     done = run_tricolor("classify", str(images[0]), "--url", f"127.0.0.1:{port}")
     assert done.returncode == 3
     assert "no ready Triton" in done.stderr and "make serve" in done.stderr
+    assert "--url HOST:PORT" in done.stderr and "TRITON_URL" in done.stderr
 
 
 def test_serve_reports_a_port_already_in_use() -> None:

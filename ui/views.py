@@ -5,14 +5,8 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from tricolor.client import (
-    COMPOSING_MODELS,
-    MODEL_NAME,
-    RANDOM_WEIGHTS,
-    Classification,
-    ModelState,
-    ModelTimes,
-)
+from tricolor.client import COMPOSING_MODELS, MODEL_NAME, Classification, ModelState, ModelTimes
+from tricolor.weights import RANDOM_WEIGHTS, random_weights_warning
 
 EXAMPLE_PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")
 
@@ -61,13 +55,8 @@ def colours_html(result: Classification) -> str:
 
 def weights_warning(weights: str) -> str:
     """A loud line when the served weights are random, else nothing."""
-    if weights not in RANDOM_WEIGHTS:
-        return ""
-    return (
-        f"⚠ **The server runs random weights (`{weights}`): these labels mean nothing.** "
-        "Export ImageNet weights (`.venv-export/bin/python build_engines/export.py --force` "
-        "with the torchvision checkpoint) and restart the server."
-    )
+    warning = random_weights_warning(weights)
+    return f"⚠ **{warning[0].upper()}{warning[1:]}**" if warning else ""
 
 
 def _ms(total_ns: int, requests: int) -> str:

@@ -12,9 +12,11 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from tricolor.client import PROTOCOLS, RANDOM_WEIGHTS, Classification, TricolorClient
+from tricolor.client import PROTOCOLS, Classification, TricolorClient
 from tricolor.launcher import ServerOptions, serve
 from tricolor.settings import DEFAULT_BIND_ADDRESS, MODEL_REPOSITORY, Ports, default_triton_url
+from tricolor.walk import find_images
+from tricolor.weights import random_weights_warning
 
 
 def default_url(protocol: str) -> str:
@@ -31,7 +33,10 @@ def _swatch(hex_code: str, name: str) -> Text:
 def render_table(results: list[Classification], console: Console) -> None:
     for result in results:
         if result.error is not None:
-            console.print(Text.assemble((result.path, "bold red"), f": refused: {result.error}"))
+            console.print(
+                Text.assemble((result.path, "bold red"), f": refused: {result.error}"),
+                soft_wrap=True,
+            )
             continue
         console.print(Text(result.path, style="bold"), soft_wrap=True)
         table = Table(show_edge=False)
@@ -54,30 +59,36 @@ def render_table(results: list[Classification], console: Console) -> None:
         )
         second = "  second look taken" if result.second_look else ""
         console.print(f"  latency {result.latency_ms:.1f} ms{second}\n")
-    weights = {result.weights for result in results if result.error is None}
-    if weights.intersection(RANDOM_WEIGHTS):
-        console.print(
-            "[bold yellow]WARNING: the server runs seeded RANDOM weights: these labels mean "
-            "nothing. Re-export with ImageNet weights (`.venv-export/bin/python "
-            "build_engines/export.py --weights imagenet --force`, needs the torchvision "
-            "checkpoint) and restart the server.[/]"
+
+
+def warn_about_weights(weights: set[str]) -> None:
+    """On stderr, whatever the output format: `--json` on stdout stays parseable."""
+    for warning in sorted(filter(None, map(random_weights_warning, weights))):
+        Console(stderr=True).print(
+            Text(f"tricolor: WARNING: {warning}", style="bold yellow"), soft_wrap=True
         )
 
 
+def no_server_hint(url: str, protocol: str) -> str:
+    return (
+        f"tricolor: no ready Triton with `classify` at {url} ({protocol}); start one with "
+        "`make serve`, or point to a running one with --url HOST:PORT or TRITON_URL"
+    )
+
+
 def command_classify(args: argparse.Namespace) -> int:
-    paths = [Path(path) for path in args.images]
-    missing = [str(path) for path in paths if not path.is_file()]
-    if missing:
-        print(f"tricolor: no such file: {', '.join(missing)}", file=sys.stderr)
+    try:
+        paths = [found.path for found in find_images(args.images)]
+    except FileNotFoundError as exc:
+        print(f"tricolor: {exc}", file=sys.stderr)
+        return 2
+    if not paths:
+        print(f"tricolor: no image files in {', '.join(args.images)}", file=sys.stderr)
         return 2
     url = args.url or default_url(args.protocol)
     with TricolorClient(url, protocol=args.protocol, timeout_s=args.timeout) as client:
         if not client.is_ready():
-            print(
-                f"tricolor: no ready Triton with `classify` at {url} ({args.protocol}); "
-                "start one with `make serve`",
-                file=sys.stderr,
-            )
+            print(no_server_hint(url, args.protocol), file=sys.stderr)
             return 3
         results = client.classify_many(
             [path.read_bytes() for path in paths], [str(path) for path in paths], args.concurrency
@@ -86,6 +97,7 @@ def command_classify(args: argparse.Namespace) -> int:
         print(json.dumps([result.to_json() for result in results], indent=2))
     else:
         render_table(results, Console())
+    warn_about_weights({result.weights for result in results if result.error is None})
     return 1 if any(result.error for result in results) else 0
 
 
@@ -106,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     classify = commands.add_parser("classify", help="classify images with the running server")
-    classify.add_argument("images", nargs="+", metavar="IMAGE")
+    classify.add_argument("images", nargs="+", metavar="PATH", help="image files or folders")
     classify.add_argument("--url", help="server host:port (default: TRITON_URL or localhost)")
     classify.add_argument("--protocol", choices=PROTOCOLS, default="grpc")
     classify.add_argument("--json", action="store_true", help="print one JSON array")

@@ -6,6 +6,7 @@ their answer and every result carries its own latency.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -18,6 +19,8 @@ import numpy as np
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
+
+from tricolor.weights import RANDOM_WEIGHTS as RANDOM_WEIGHTS  # re-exported for older imports
 
 MODEL_NAME = "classify"
 OUTPUTS = (
@@ -33,8 +36,6 @@ OUTPUTS = (
 )
 PROTOCOLS = ("grpc", "http")
 COMPOSING_MODELS = ("preprocess", "resnet50", "postprocess")
-# what the WEIGHTS output says when the export had no pretrained weights: the labels mean nothing
-RANDOM_WEIGHTS = ("random", "random_fallback")
 STAT_PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
 
 
@@ -111,6 +112,27 @@ def _model_times(model_stats: list[dict[str, Any]]) -> ModelTimes:
         for key, value in counts.items():
             totals[key] += int(value)
     return ModelTimes(**totals)
+
+
+# Triton prefixes a composing model's error with the ensemble; preprocess names each bad row
+_ENSEMBLE_PREFIX = re.compile(r"^in ensemble '[^']*', ")
+_ROW = re.compile(r"(?:^|; )row (\d+): ")
+
+
+def row_reasons(message: str) -> dict[int, str]:
+    """The reason per refused row of a request, from the server's error message ({} if the
+    message names no rows: then the request failed as a whole)."""
+    text = _ENSEMBLE_PREFIX.sub("", message)
+    parts = _ROW.split(text)  # ["", "0", "reason", "2", "reason", ...] when rows are named
+    if len(parts) < 3 or parts[0]:
+        return {}
+    return {int(row): reason for row, reason in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def single_image_reason(message: str) -> str:
+    """The server's reason for a one-image request, without the ensemble and row prefixes."""
+    reasons = row_reasons(message)
+    return reasons[0] if list(reasons) == [0] else _ENSEMBLE_PREFIX.sub("", message)
 
 
 def _text(value: Any) -> str:
@@ -250,7 +272,9 @@ class TricolorClient:
             return self.classify_batch([image], [path])[0]
         except InferenceServerException as exc:
             elapsed = (time.perf_counter() - started) * 1e3
-            return Classification(path=path, error=exc.message(), latency_ms=elapsed)
+            return Classification(
+                path=path, error=single_image_reason(exc.message()), latency_ms=elapsed
+            )
 
     def classify_many(
         self, images: list[bytes], paths: list[str], concurrency: int = 4
