@@ -32,6 +32,17 @@ UI_PYTHON = PROJECT_ROOT / ".venv-ui" / "bin" / "python"
 UI_APP = PROJECT_ROOT / "ui" / "app.py"
 CHROMIUM = Path("/usr/bin/chromium")
 README_SCREENSHOT = PROJECT_ROOT / "docs" / "ui.png"
+# what of an element is hidden at the right: beyond the window, or clipped by an ancestor
+CLIPPED_JS = """element => {
+    const clipped = [];
+    const right = element.getBoundingClientRect().right;
+    if (right > document.documentElement.clientWidth) clipped.push(`right edge at ${right} px`);
+    for (let node = element; node; node = node.parentElement) {
+        if (node.scrollWidth > node.clientWidth)
+            clipped.push(`${node.tagName}#${node.id}: ${node.scrollWidth} > ${node.clientWidth}`);
+    }
+    return clipped;
+}"""
 
 
 def start_ui(triton_url: str, log_name: str, temp_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -233,6 +244,7 @@ def test_browser_upload_shows_labels_and_colours(
             for label in direct.labels:
                 expect(labels).to_contain_text(label)
             expect(page.locator("#details")).to_contain_text("Round trip")
+            assert page.locator("#details table").evaluate(CLIPPED_JS) == []  # 1280 px wide
             if direct.weights in views.RANDOM_WEIGHTS:
                 expect(page.locator("#status")).to_contain_text("mean nothing")
             screenshot = page.screenshot(full_page=True)

@@ -145,9 +145,10 @@ def build_app(backend: Backend, examples: list[Path]) -> gr.Blocks:
                 with gr.Column():
                     labels = gr.Label(num_top_classes=5, label="Top-k labels", elem_id="labels")
                     colours = gr.HTML(label="Dominant colours", elem_id="colours")
-                    details = gr.Markdown(elem_id="details")
-                    with gr.Accordion("Raw response (the `classify` API)", open=False):
-                        raw = gr.JSON(label="classify")
+            # the page's full width: the seven-column per-model table does not fit in a column
+            details = gr.Markdown(elem_id="details")
+            with gr.Accordion("Raw response (the `classify` API)", open=False):
+                raw = gr.JSON(label="classify")
         with gr.Tab("Several images"):
             files = gr.File(
                 file_count="multiple", file_types=["image"], type="filepath", label="Images"
