@@ -1,4 +1,5 @@
-"""postprocess: softmax, the confidence-gated second look (BLS), top-k labels, dominant colours.
+"""postprocess: softmax, the confidence-gated second look (BLS), top-k labels, dominant colours
+and colour shares.
 
 Images whose top-1 probability is below `second_look_below` are flipped horizontally and sent
 back through `resnet50` in one batched BLS request per `execute`; the two probability vectors
@@ -13,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-from tricolor.colours import RGB_PALETTE, RYB_PALETTE, dominant_colours
+from tricolor.colours import RGB_PALETTE, RYB_PALETTE, dominant_colours, palette_shares
 from tricolor.scores import softmax, top_k
 
 INPUTS = ("logits", "preprocessed_image", "thumbnail", "thumbnail_size")
@@ -118,6 +119,8 @@ class TritonPythonModel:
             self.confidence.observe(score)
         rgb_codes, rgb_names = dominant_colours(thumbnails, sizes, RGB_PALETTE)
         ryb_codes, ryb_names = dominant_colours(thumbnails, sizes, RYB_PALETTE)
+        rgb_shares = palette_shares(thumbnails, sizes, RGB_PALETTE)
+        ryb_shares = palette_shares(thumbnails, sizes, RYB_PALETTE)
 
         responses, offset = [], 0
         for arrays, error in zip(per_request, errors, strict=True):
@@ -139,6 +142,8 @@ class TritonPythonModel:
                         pb_utils.Tensor("COLOR_RYB", _strings(ryb_codes[rows]).reshape(-1, 1)),
                         pb_utils.Tensor("COLOR_RGB_NAME", _strings(rgb_names[rows]).reshape(-1, 1)),
                         pb_utils.Tensor("COLOR_RYB_NAME", _strings(ryb_names[rows]).reshape(-1, 1)),
+                        pb_utils.Tensor("COLOR_RGB_SHARES", rgb_shares[rows]),
+                        pb_utils.Tensor("COLOR_RYB_SHARES", ryb_shares[rows]),
                         pb_utils.Tensor("SECOND_LOOK", second_look[rows].reshape(-1, 1)),
                         pb_utils.Tensor(
                             "WEIGHTS", np.full((rows.stop - rows.start, 1), self.weights, object)
