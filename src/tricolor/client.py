@@ -31,6 +31,8 @@ OUTPUTS = (
     "COLOR_RYB",
     "COLOR_RGB_NAME",
     "COLOR_RYB_NAME",
+    "COLOR_RGB_SHARES",
+    "COLOR_RYB_SHARES",
     "SECOND_LOOK",
     "WEIGHTS",
 )
@@ -51,6 +53,9 @@ class Classification:
     color_ryb: str = ""
     color_rgb_name: str = ""
     color_ryb_name: str = ""
+    # per palette colour, in palette order: the fraction of chromatic pixels nearest to it
+    color_rgb_shares: list[float] = field(default_factory=list)
+    color_ryb_shares: list[float] = field(default_factory=list)
     second_look: bool = False
     weights: str = ""
     latency_ms: float = 0.0
@@ -153,6 +158,8 @@ def rows_to_classifications(
             color_ryb=_text(outputs["COLOR_RYB"][row][0]),
             color_rgb_name=_text(outputs["COLOR_RGB_NAME"][row][0]),
             color_ryb_name=_text(outputs["COLOR_RYB_NAME"][row][0]),
+            color_rgb_shares=[float(share) for share in outputs["COLOR_RGB_SHARES"][row]],
+            color_ryb_shares=[float(share) for share in outputs["COLOR_RYB_SHARES"][row]],
             second_look=bool(outputs["SECOND_LOOK"][row][0]),
             weights=_text(outputs["WEIGHTS"][row][0]),
             latency_ms=latency_ms,
@@ -238,6 +245,11 @@ class TricolorClient:
             )
             for model in models
         ]
+
+    def model_config(self, name: str) -> dict[str, Any]:
+        """The model's configuration as the server has it (its parameters, backend, ...)."""
+        config = self._client.get_model_config(name, **self._as_json())
+        return config.get("config", config)  # gRPC wraps it in {"config": ...}
 
     def inference_statistics(
         self, models: Iterable[str] = (MODEL_NAME, *COMPOSING_MODELS)
