@@ -38,6 +38,8 @@ from tricolor.client import TricolorClient
 from tricolor.settings import catalogue_url, default_triton_url
 
 EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
+EXIT_REFUSED = 1  # the server refused some files: stored with its reason, see `search --errors`
+EXIT_UNFINISHED = 4  # some files were not answered (the server went away): run again
 
 
 class RateColumn(ProgressColumn):
@@ -125,7 +127,9 @@ def command_label(args: argparse.Namespace) -> int:
         warn_about_weights({labeller.provenance.weights})
     if received:
         return EXIT_INTERRUPTED[received[0]]
-    return 1 if summary.refused or summary.failed or summary.interrupted else 0
+    if summary.failed or summary.interrupted:
+        return EXIT_UNFINISHED
+    return EXIT_REFUSED if summary.refused else 0
 
 
 def _colour_cell(hex_code: str, palette: str) -> Text:
