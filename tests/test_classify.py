@@ -251,7 +251,8 @@ def test_good_requests_batched_with_bad_ones_still_succeed(client: TricolorClien
             assert result.error is None, result.error
             assert result.class_ids == expected[index // 2].class_ids
         else:
-            assert result.error is not None and "row 0:" in result.error
+            # the reason alone: a one-image request has no row to name (client strips it)
+            assert result.error is not None and not result.error.startswith(("row", "in ensemble"))
     assert "megapixels" in results[5].error and "max_decoded_pixels" in results[5].error
     assert client.is_ready()
 
@@ -261,7 +262,7 @@ def test_oversize_encoded_image_is_refused_before_decoding(client: TricolorClien
     oversize = b"\xff\xd8\xff\xe0" + bytes(limit)
     result = client.classify_one(oversize, "oversize.jpg")
     assert result.error is not None
-    assert "max_encoded_bytes" in result.error and "row 0" in result.error
+    assert result.error.startswith("image is ") and "max_encoded_bytes" in result.error
     assert client.is_ready()
 
 

@@ -169,7 +169,7 @@ def test_hostile_input_gets_an_answer_or_a_clear_error(
     else:
         reason, words = refusal
         assert result.error is not None
-        assert "row 0: " in result.error and words in result.error, result.error
+        assert words in result.error and "row 0" not in result.error, result.error
     if case == "png-bomb-30000x30000":
         # refused from the header: decoding it would take 900 MB (2.7 GB as RGB)
         assert peak_growth_mib < 32, peak_growth_mib
@@ -243,7 +243,7 @@ def test_good_and_bad_requests_interleaved_from_many_threads(server, bounded) ->
         results = list(pool.map(lambda item: bounded.classify_one(item[1], item[0]), work))
     for (name, _), result in zip(work, results, strict=True):
         if name.startswith("bad-"):
-            assert result.error is not None and "row 0: " in result.error, result
+            assert result.error is not None and "row 0" not in result.error, result
             continue
         assert result.error is None, (name, result.error)
         assert result.class_ids == expected[name].class_ids, name
