@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import colorsys
+
 import numpy as np
 import pytest
 
-from tricolor.colours import RGB_PALETTE, RYB_PALETTE, dominant_colours, palette_scores
+from tricolor.colours import (
+    RGB_PALETTE,
+    RYB_PALETTE,
+    dominant_colours,
+    palette_scores,
+    palette_shares,
+)
 from tricolor.scores import softmax, top_k
 
 
@@ -67,3 +75,52 @@ def test_top_k_orders_descending_with_ties_by_index() -> None:
     indices, scores = top_k(np.array([[0.1, 0.3, 0.3, 0.2, 0.1]], np.float32), 3)
     assert indices.tolist() == [[1, 2, 3]]
     assert scores[0].tolist() == pytest.approx([0.3, 0.3, 0.2])
+
+
+def loop_shares(pixels: np.ndarray, palette) -> list[float]:
+    """The contract's colour shares for one image, one pixel at a time (colorsys for HSV)."""
+    colours = [[int(code[i : i + 2], 16) for i in (1, 3, 5)] for code in palette.hex_codes]
+    counts = [0] * len(colours)
+    total = 0
+    for row in pixels:
+        for pixel in row:
+            total += 1
+            red, green, blue = (int(channel) for channel in pixel)
+            _, saturation, value = colorsys.rgb_to_hsv(red / 255, green / 255, blue / 255)
+            if saturation < 0.25 or value < 0.2:
+                continue
+            distances = [
+                sum((channel - colour[c]) ** 2 for c, channel in enumerate((red, green, blue)))
+                for colour in colours
+            ]
+            counts[distances.index(min(distances))] += 1
+    return [count / total for count in counts]
+
+
+@pytest.mark.parametrize("palette", [RGB_PALETTE, RYB_PALETTE], ids=["rgb", "ryb"])
+def test_vectorised_shares_equal_a_plain_loop(palette) -> None:
+    rng = np.random.default_rng(11)
+    shapes = [(16, 9), (4, 16), (16, 16), (1, 1)]
+    images = [rng.integers(0, 256, (*shape, 3), dtype=np.uint8) for shape in shapes]
+    images[2][:8] = 128  # a grey half: chromatic fraction about 1/2
+    images[3][:] = (51, 38, 38)  # value exactly 0.2, saturation exactly 0.2549: counted
+    padded = np.zeros((len(shapes), 16, 16, 3), np.uint8)
+    for row, image in enumerate(images):
+        padded[row, : image.shape[0], : image.shape[1]] = image
+    shares = palette_shares(padded, np.array(shapes, dtype=np.int32), palette)
+    assert shares.dtype == np.float32 and shares.shape == (len(shapes), 12)
+    for row, image in enumerate(images):
+        np.testing.assert_allclose(shares[row], loop_shares(image, palette), rtol=1e-6)
+    assert shares[3].sum() == pytest.approx(1.0)
+    assert 0.4 < shares[2].sum() < 0.6
+
+
+def test_shares_leave_out_greys_whites_and_blacks() -> None:
+    red_on_grey = np.zeros((1, 8, 8, 3), np.uint8)
+    red_on_grey[0, :, :] = (128, 128, 128)
+    red_on_grey[0, :2, :] = (250, 10, 10)  # a quarter of the pixels
+    red_on_grey[0, 2, :] = (255, 255, 255)
+    red_on_grey[0, 3, :] = (0, 0, 0)
+    shares = palette_shares(red_on_grey, np.array([[8, 8]], np.int32), RGB_PALETTE)[0]
+    assert shares[RGB_PALETTE.names.index("red")] == pytest.approx(0.25)
+    assert shares.sum() == pytest.approx(0.25)

@@ -3,7 +3,9 @@ gradio_client, its page in a real headless chromium (Debian's, driven by Playwri
 
 from __future__ import annotations
 
+import hashlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +22,7 @@ from gradio_client.exceptions import AppError
 from PIL import Image
 
 from tricolor.client import Classification, ModelTimes, TricolorClient
+from tricolor.colours import RGB_PALETTE
 from tricolor.launcher import TritonServer
 from tricolor.settings import PROJECT_ROOT, free_ports
 from tricolor.weights import is_random
@@ -46,13 +49,16 @@ CLIPPED_JS = """element => {
 }"""
 
 
-def start_ui(triton_url: str, log_name: str, temp_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_ui(
+    triton_url: str, log_name: str, temp_dir: Path, db_url: str | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     """The app as `make demo` runs it, on a free port; returns once it serves its page."""
     if not UI_PYTHON.exists():
         pytest.fail(f"{UI_PYTHON} is missing: run `make setup`")
     (port,) = free_ports(1)
     ARTIFACTS.mkdir(exist_ok=True)
-    env = {**os.environ, "GRADIO_TEMP_DIR": str(temp_dir)}
+    db_url = db_url or f"sqlite:///{temp_dir / 'catalogue.db'}"
+    env = {**os.environ, "GRADIO_TEMP_DIR": str(temp_dir), "TRICOLOR_DB": db_url}
     with (ARTIFACTS / log_name).open("wb") as log:
         process = subprocess.Popen(
             [str(UI_PYTHON), str(UI_APP), "--port", str(port), "--triton-url", triton_url],
@@ -85,10 +91,54 @@ def stop_ui(process: subprocess.Popen[bytes]) -> None:
 
 
 @pytest.fixture(scope="module")
-def ui_url(server: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    process, url = start_ui(server.grpc_url, "ui.log", tmp_path_factory.mktemp("gradio"))
+def catalogue_db(server: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A catalogue labelled by `tricolor label` before the UI starts: solid colours, photos."""
+    folder = tmp_path_factory.mktemp("collection")
+    for name, colour in (("red.png", "#FF0000"), ("blue.png", "#0000FF")):
+        (folder / name).write_bytes(encode(Image.new("RGB", (80, 60), colour), "PNG"))
+    for name in ("coffee.png", "rocket.png"):
+        (folder / name).write_bytes(photo_bytes()[name])
+    db_url = f"sqlite:///{tmp_path_factory.mktemp('catalogue') / 'catalogue.db'}"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tricolor.cli",
+            "label",
+            str(folder),
+            "--db",
+            db_url,
+            "--url",
+            server.grpc_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    return db_url
+
+
+@pytest.fixture(scope="module")
+def ui_url(
+    server: TritonServer, tmp_path_factory: pytest.TempPathFactory, catalogue_db: str
+) -> Iterator[str]:
+    process, url = start_ui(
+        server.grpc_url, "ui.log", tmp_path_factory.mktemp("gradio"), catalogue_db
+    )
     yield url
     stop_ui(process)
+
+
+def search_json(db_url: str, *args: str) -> list[dict]:
+    done = subprocess.run(
+        [sys.executable, "-m", "tricolor.cli", "search", "--db", db_url, "--json", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
 
 
 @pytest.fixture(scope="module")
@@ -116,6 +166,8 @@ def _result(**fields: object) -> Classification:
         "color_ryb": "#FC600A",
         "color_rgb_name": "orange",
         "color_ryb_name": "red-orange",
+        "color_rgb_shares": [0.0, 0.5, *[0.0] * 10],
+        "color_ryb_shares": [0.0, 0.25, 0.25, *[0.0] * 9],
         "weights": "imagenet1k_v2",
         "latency_ms": 12.5,
     }
@@ -127,6 +179,8 @@ def test_views_show_colours_labels_and_breakdown() -> None:
     assert views.confidences(result) == {"tabby": 0.75, "tiger cat": 0.25}
     colours = views.colours_html(result)
     assert "#FF8000" in colours and "orange" in colours and "#FC600A" in colours
+    assert "(50% of the pixels are chromatic): orange 50%" in colours
+    assert "red-orange 25%, orange 25%" in colours
     delta = {"resnet50": ModelTimes(requests=2, compute_infer_ns=30_000_000)}
     details = views.details_markdown(result, delta)
     assert "| resnet50 | 2 | 0.0 | 0.0 | 15.0 | 0.0 | 0.0 |" in details
@@ -192,6 +246,36 @@ def test_several_images_at_once(
 
 
 @pytest.mark.integration
+def test_catalogue_api_answers_as_tricolor_search(ui_client: Client, catalogue_db: str) -> None:
+    everything = search_json(catalogue_db)
+    top = everything[0]["labels"][0]
+    for label, palette, colour, mode, share in [
+        ("", "RGB", "#FF0000", views.DOMINANT, 0.2),
+        (top, "RYB", "", views.DOMINANT, 0.2),
+        ("", "RYB", "#0247FE", views.AT_LEAST, 0.5),
+    ]:
+        rgb, ryb = (colour, "") if palette == "RGB" else ("", colour)
+        gallery, summary = ui_client.predict(
+            label, palette, rgb, ryb, mode, share, 9, api_name="/catalogue"
+        )
+        flags = (["--label", label] if label else []) + (
+            [f"--{palette.lower()}", colour] if colour else []
+        )
+        flags += ["--min-share", str(share)] if colour and mode == views.AT_LEAST else []
+        expected = search_json(catalogue_db, *flags)
+        assert expected, flags  # each query has an answer in this collection
+        names = [item["caption"].rsplit(" · ", 1)[-1] for item in gallery]
+        assert names == [Path(hit["path"]).name for hit in expected], flags
+        assert f"{len(expected)} of {len(expected)} matches" in summary
+    used = {hit["color_rgb"] for hit in everything}
+    unused = next(code for code in RGB_PALETTE.hex_codes if code not in used)
+    nothing, summary = ui_client.predict(
+        "", "RGB", unused, "", views.DOMINANT, 0.2, 9, api_name="/catalogue"
+    )
+    assert nothing == [] and "Nothing matches" in summary
+
+
+@pytest.mark.integration
 def test_server_down_is_a_message_not_a_traceback(
     tmp_path_factory: pytest.TempPathFactory, photos: dict[str, Path]
 ) -> None:
@@ -222,7 +306,7 @@ def _readme_png(screenshot: bytes) -> bytes:
 @pytest.mark.integration
 @pytest.mark.browser
 def test_browser_upload_shows_labels_and_colours(
-    ui_url: str, client: TricolorClient, photos: dict[str, Path]
+    ui_url: str, client: TricolorClient, photos: dict[str, Path], catalogue_db: str
 ) -> None:
     from playwright.sync_api import expect, sync_playwright  # noqa: PLC0415 (browser tests only)
 
@@ -249,9 +333,37 @@ def test_browser_upload_shows_labels_and_colours(
             if is_random(direct.weights):
                 expect(page.locator("#status")).to_contain_text("mean nothing")
             screenshot = page.screenshot(full_page=True)
+
+            # add to catalogue: the same photo again, kept, then found in the Catalogue tab
+            page.locator("#add-to-catalogue input[type=checkbox]").check()
+            page.locator("#classify").click()
+            kept = f"{hashlib.sha256(photo.read_bytes()).hexdigest()}.png"
+            expect(page.locator("#catalogue-added")).to_contain_text(kept, timeout=60_000)
+            page.get_by_role("tab", name="Catalogue").click()
+            page.locator("#catalogue-palette").get_by_label("RGB").check()
+            colours = page.locator("#catalogue-rgb-colour")
+            colours.get_by_label(f"{direct.color_rgb_name} {direct.color_rgb}").check()
+            page.locator("#catalogue-find").click()
+            matches = page.locator("#catalogue-gallery")
+            expect(matches).to_contain_text(kept, timeout=60_000)
+            expect(page.locator("#catalogue-summary")).to_contain_text("matches")
+            swatch = colours.locator("input[value='#FF0000']")
+            assert swatch.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(255, 0, 0)"
+            catalogue_screenshot = page.screenshot(full_page=True)
+            # the photo's class from the dropdown (with its count), a colour nobody has
+            page.locator("#catalogue-class input").click()
+            page.get_by_role("option", name=f"{direct.labels[0]} (").click()
+            used = {hit["color_rgb"] for hit in search_json(catalogue_db, "--limit", "100")}
+            unused = next(i for i, code in enumerate(RGB_PALETTE.hex_codes) if code not in used)
+            colour_name = f"{RGB_PALETTE.names[unused]} {RGB_PALETTE.hex_codes[unused]}"
+            colours.get_by_label(colour_name).check()
+            page.locator("#catalogue-find").click()
+            expect(page.locator("#catalogue-summary")).to_contain_text("Nothing matches")
+            expect(page.locator("#catalogue-summary")).to_contain_text(direct.labels[0])
         finally:
             browser.close()
     (ARTIFACTS / "ui.png").write_bytes(screenshot)
+    (ARTIFACTS / "ui-catalogue.png").write_bytes(catalogue_screenshot)
     if os.environ.get("UPDATE_SCREENSHOT"):
         README_SCREENSHOT.parent.mkdir(exist_ok=True)
         README_SCREENSHOT.write_bytes(_readme_png(screenshot))

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import io
 import os
 import signal
@@ -14,16 +15,30 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import gradio as gr
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
+from tricolor.catalogue.labeller import probe_image, read_provenance, upright_size
+from tricolor.catalogue.search import Page, Query, SearchError, label_counts, search
+from tricolor.catalogue.store import (
+    Answer,
+    Catalogue,
+    CatalogueMissing,
+    FileSeen,
+    PictureRecord,
+    describe_url,
+    open_catalogue,
+    uploads_dir,
+)
 from tricolor.client import Classification, ModelTimes, TricolorClient
 from tricolor.settings import (
     DEFAULT_BIND_ADDRESS,
     LOCAL_STATE_DIR,
+    catalogue_url,
     default_triton_url,
     ui_port,
 )
@@ -32,7 +47,8 @@ import views
 
 MAX_UPLOAD_BYTES = 32 * 1024 * 1024  # the server's own `max_encoded_bytes` default
 MAX_BATCH_IMAGES = 32
-CSS = "#details th, #details td { white-space: nowrap; }"  # no "tot al" in narrow cells
+CSS = "#details th, #details td { white-space: nowrap; }\n" + views.palette_css()
+GALLERY_SIDE = 320  # the Catalogue tab shows thumbnails, not the files themselves
 
 
 class Backend:
@@ -89,8 +105,75 @@ class Backend:
         return result, {name: after[name] - before[name] for name in after}
 
 
-def build_app(backend: Backend, examples: list[Path]) -> gr.Blocks:
-    """The page: status line, one-image tab (the `classify` API), several-images tab."""
+class CatalogueStore:
+    """The Catalogue tab's side: the store, read directly (never through Triton)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._catalogue: Catalogue | None = None
+        self._lock = threading.Lock()
+
+    def open(self, create: bool = False) -> Catalogue | None:
+        """The catalogue, or None while there is none (nothing labelled or added yet)."""
+        with self._lock:
+            if self._catalogue is None:
+                try:
+                    self._catalogue = open_catalogue(self.url, create=create)
+                except CatalogueMissing:
+                    return None
+            return self._catalogue
+
+    def classes(self) -> list[tuple[str, int]]:
+        catalogue = self.open()
+        return label_counts(catalogue) if catalogue is not None else []
+
+    def search(self, query: Query) -> tuple[Page, int]:
+        """The page of matches, and how many pictures the catalogue holds."""
+        catalogue = self.open()
+        if catalogue is None:
+            return Page(total=0, hits=[]), 0
+        return search(catalogue, query), search(catalogue, Query(limit=1)).total
+
+    def add(self, path: str, payload: dict[str, object], backend: Backend) -> str:
+        """Keep the image in the content-addressed folder beside the database, store its row."""
+        data = Path(path).read_bytes()
+        sha256 = hashlib.sha256(data).hexdigest()
+        kept = uploads_dir(self.url) / sha256[:2] / f"{sha256}{Path(path).suffix.lower()}"
+        if not kept.exists():
+            kept.parent.mkdir(parents=True, exist_ok=True)
+            kept.write_bytes(data)
+        provenance = read_provenance(backend.client, probe_image())
+        width, height = upright_size(data)
+        catalogue = self.open(create=True)
+        assert catalogue is not None
+        catalogue.write(
+            [
+                PictureRecord(
+                    sha256=sha256,
+                    size=len(data),
+                    width=width,
+                    height=height,
+                    provenance=provenance.with_weights(str(payload["weights"])),
+                    answer=Answer(**{item.name: payload[item.name] for item in fields(Answer)}),
+                    files=[FileSeen(str(kept.resolve()), len(data), kept.stat().st_mtime_ns)],
+                )
+            ]
+        )
+        return kept.name
+
+
+def thumbnail(path: str) -> Image.Image | None:
+    try:
+        with Image.open(path) as image:
+            image.thumbnail((GALLERY_SIDE, GALLERY_SIDE))
+            return image.convert("RGB")
+    except OSError:  # moved or deleted since it was labelled: `tricolor label` again finds it
+        return None
+
+
+def build_app(backend: Backend, examples: list[Path], store: CatalogueStore) -> gr.Blocks:
+    """The page: status line, one-image tab (the `classify` API), several-images tab, the
+    Catalogue tab."""
 
     def classify_image(path: str | None) -> tuple[dict[str, float], str, str, dict[str, object]]:
         if not path:
@@ -120,6 +203,40 @@ def build_app(backend: Backend, examples: list[Path]) -> gr.Blocks:
         ]
         return gallery, views.batch_table_html(results)
 
+    def add_to_catalogue(
+        path: str | None, wanted: bool, payload: dict[str, object]
+    ) -> tuple[str, gr.Dropdown]:
+        if not wanted or not path:
+            return "", gr.Dropdown()
+        name = store.add(path, payload, backend)
+        added = f"Added to the catalogue as `{name}`: find it in the Catalogue tab."
+        return added, gr.Dropdown(choices=views.class_choices(store.classes()))
+
+    def refresh_classes() -> gr.Dropdown:
+        return gr.Dropdown(choices=views.class_choices(store.classes()))
+
+    def show_palette(palette: str) -> list[gr.Radio]:
+        return [gr.Radio(visible=name == palette) for name in views.PALETTE_NAMES]
+
+    def find(
+        label: str,
+        palette: str,
+        rgb_colour: str,
+        ryb_colour: str,
+        mode: str,
+        share: float,
+        count: int,
+    ) -> tuple[list[tuple[Image.Image, str]], str]:
+        colour = rgb_colour if palette == "RGB" else ryb_colour
+        query = views.catalogue_query(label, palette, colour, mode, share, count)
+        try:
+            page, held = store.search(query)
+        except SearchError as exc:
+            raise gr.Error(str(exc), title="Not in the catalogue") from exc
+        shown = [(thumbnail(hit.path), views.catalogue_caption(hit)) for hit in page.hits]
+        gallery = [(image, caption) for image, caption in shown if image is not None]
+        return gallery, views.catalogue_summary(page, query, held)
+
     with gr.Blocks(title="tricolor", analytics_enabled=False) as app:
         gr.Markdown(
             "# tricolor\nResNet-50 labels and dominant colours, computed entirely in NVIDIA "
@@ -139,6 +256,12 @@ def build_app(backend: Backend, examples: list[Path]) -> gr.Blocks:
                         elem_id="image",
                     )
                     run = gr.Button("Classify", variant="primary", elem_id="classify")
+                    keep = gr.Checkbox(
+                        label=f"Add to catalogue ({describe_url(store.url)})",
+                        value=False,
+                        elem_id="add-to-catalogue",
+                    )
+                    added = gr.Markdown(elem_id="catalogue-added")
                     gr.Examples(examples=[[str(path)] for path in examples], inputs=[image])
                 with gr.Column():
                     labels = gr.Label(num_top_classes=5, label="Top-k labels", elem_id="labels")
@@ -154,12 +277,78 @@ def build_app(backend: Backend, examples: list[Path]) -> gr.Blocks:
             run_many = gr.Button("Classify all", variant="primary", elem_id="classify-many")
             gallery = gr.Gallery(label="Top label and colours", columns=4, elem_id="gallery")
             table = gr.HTML(elem_id="batch-table")
+        with gr.Tab("Catalogue", elem_id="catalogue-tab") as catalogue_tab:
+            with gr.Row():
+                with gr.Column(scale=1):
+                    wanted_class = gr.Dropdown(
+                        choices=views.class_choices(store.classes()),
+                        value=views.ANY,
+                        label="Class (top-1, with the pictures held)",
+                        elem_id="catalogue-class",
+                    )
+                    palette = gr.Radio(
+                        list(views.PALETTE_NAMES),
+                        value="RYB",
+                        label="Palette",
+                        elem_id="catalogue-palette",
+                    )
+                    # one colour choice per palette, the other hidden: the API takes both
+                    colours_by_palette = {
+                        name: gr.Radio(
+                            views.colour_choices(name),
+                            value=views.ANY,
+                            label=f"Colour ({name})",
+                            visible=name == "RYB",
+                            elem_id=f"catalogue-{name.lower()}-colour",
+                            elem_classes=["catalogue-colour"],
+                        )
+                        for name in views.PALETTE_NAMES
+                    }
+                    mode = gr.Radio(
+                        [views.DOMINANT, views.AT_LEAST],
+                        value=views.DOMINANT,
+                        label="Colour is",
+                        elem_id="catalogue-mode",
+                    )
+                    share = gr.Slider(
+                        0.05,
+                        1.0,
+                        value=0.2,
+                        step=0.05,
+                        label="Share of the pixels (at least)",
+                        elem_id="catalogue-share",
+                    )
+                    count = gr.Slider(
+                        1, 9, value=9, step=1, label="Pictures", elem_id="catalogue-count"
+                    )
+                    find_button = gr.Button("Find", variant="primary", elem_id="catalogue-find")
+                with gr.Column(scale=2):
+                    summary = gr.Markdown(elem_id="catalogue-summary")
+                    found = gr.Gallery(label="Matches", columns=3, elem_id="catalogue-gallery")
 
         run.click(
             classify_image,
             inputs=image,
             outputs=[labels, colours, details, raw],
             api_name="classify",
+        ).success(
+            add_to_catalogue,
+            inputs=[image, keep, raw],
+            outputs=[added, wanted_class],
+            api_visibility="private",
+        )
+        catalogue_tab.select(refresh_classes, outputs=wanted_class, api_visibility="private")
+        palette.change(
+            show_palette,
+            inputs=palette,
+            outputs=list(colours_by_palette.values()),
+            api_visibility="private",
+        )
+        find_button.click(
+            find,
+            inputs=[wanted_class, palette, *colours_by_palette.values(), mode, share, count],
+            outputs=[found, summary],
+            api_name="catalogue",
         )
         run_many.click(
             classify_images, inputs=files, outputs=[gallery, table], api_name="classify_many"
@@ -215,6 +404,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=ui_port(), help="default: UI_PORT or 7860")
     parser.add_argument("--triton-url", default=default_triton_url(), help="gRPC host:port")
     parser.add_argument(
+        "--db", default=catalogue_url(), help="the catalogue (default: TRICOLOR_DB or SQLite)"
+    )
+    parser.add_argument(
         "--with-server",
         metavar="TRICOLOR",
         help="start the embedded Triton too, with this `tricolor` (make demo: .venv/bin/tricolor)",
@@ -225,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
     server = start_server(args.triton_url, args.with_server) if args.with_server else None
     try:
         examples = views.example_images(LOCAL_STATE_DIR / "ui-examples")
-        build_app(Backend(args.triton_url), examples).launch(
+        build_app(Backend(args.triton_url), examples, CatalogueStore(args.db)).launch(
             server_name=args.host,
             server_port=args.port,
             max_file_size=MAX_UPLOAD_BYTES,

@@ -5,7 +5,9 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
+from tricolor.catalogue.search import Hit, Page, Query
 from tricolor.client import Classification, ModelState, ModelTimes
+from tricolor.colours import RGB_PALETTE, RYB_PALETTE, Palette
 from tricolor.contract import COMPOSING_MODELS, MODEL_NAME
 from tricolor.weights import is_random, random_weights_warning
 
@@ -44,13 +46,6 @@ def swatch(hex_code: str, name: str, palette: str) -> str:
         f'border:1px solid #8888;background:{html.escape(hex_code)}"></span>'
         f"<span><b>{palette}</b> <code>{html.escape(hex_code)}</code> "
         f"{html.escape(name)}</span></div>"
-    )
-
-
-def colours_html(result: Classification) -> str:
-    """Both dominant colours as swatches with hex code and name."""
-    return swatch(result.color_rgb, result.color_rgb_name, "RGB") + swatch(
-        result.color_ryb, result.color_ryb_name, "RYB"
     )
 
 
@@ -159,4 +154,101 @@ def gallery_caption(result: Classification) -> str:
     return (
         f"{result.labels[0]} ({result.scores[0]:.2f}) · "
         f"{result.color_rgb} {result.color_rgb_name} · {result.color_ryb} {result.color_ryb_name}"
+    )
+
+
+def shares_html(shares: list[float], palette: Palette, label: str) -> str:
+    """The colour shares as one stacked bar in palette order; the rest (greys) left blank."""
+    segments = "".join(
+        f'<span title="{html.escape(name)} {share:.0%}" style="display:inline-block;height:14px;'
+        f'width:{share * 100:.2f}%;background:{code}"></span>'
+        for code, name, share in zip(palette.hex_codes, palette.names, shares, strict=True)
+        if share > 0
+    )
+    chromatic = sum(shares)
+    top = sorted(zip(shares, palette.names, strict=True), reverse=True)[:3]
+    named = ", ".join(f"{name} {share:.0%}" for share, name in top if share > 0)
+    return (
+        f'<div class="tricolor-shares" style="margin:4px 0 8px"><small><b>{label} shares</b> '
+        f"({chromatic:.0%} of the pixels are chromatic){': ' + named if named else ''}</small>"
+        '<div style="display:flex;width:100%;border:1px solid #8888;border-radius:4px;'
+        f'overflow:hidden;line-height:0">{segments}</div></div>'
+    )
+
+
+def colours_html(result: Classification) -> str:
+    """Both dominant colours as swatches with hex code and name, and the colour shares."""
+    return (
+        swatch(result.color_rgb, result.color_rgb_name, "RGB")
+        + swatch(result.color_ryb, result.color_ryb_name, "RYB")
+        + shares_html(result.color_rgb_shares, RGB_PALETTE, "RGB")
+        + shares_html(result.color_ryb_shares, RYB_PALETTE, "RYB")
+    )
+
+
+# ---- the Catalogue tab ----
+
+ANY = ""
+DOMINANT, AT_LEAST = "dominant colour", "contains at least"
+PALETTE_NAMES = {"RGB": RGB_PALETTE, "RYB": RYB_PALETTE}
+
+
+def class_choices(counts: list[tuple[str, int]]) -> list[tuple[str, str]]:
+    """The dropdown's (shown, value) pairs: every top-1 label held, with its count."""
+    return [("any class", ANY), *((f"{name} ({count})", name) for name, count in counts)]
+
+
+def colour_choices(palette_name: str) -> list[tuple[str, str]]:
+    palette = PALETTE_NAMES[palette_name]
+    return [
+        ("any colour", ANY),
+        *(
+            (f"{name} {code}", code)
+            for code, name in zip(palette.hex_codes, palette.names, strict=True)
+        ),
+    ]
+
+
+def palette_css() -> str:
+    """Each colour option of the Catalogue tab shows its swatch (matched by its value)."""
+    rules = []
+    for palette in PALETTE_NAMES.values():
+        for code in palette.hex_codes:
+            rules.append(
+                f'.catalogue-colour input[value="{code}"] {{ appearance: none; width: 18px; '
+                f"height: 18px; border-radius: 4px; background: {code}; border: 1px solid #8888; }}"
+                f'.catalogue-colour input[value="{code}"]:checked {{ outline: 3px solid #333; }}'
+            )
+    return "\n".join(rules)
+
+
+def catalogue_query(
+    label: str, palette_name: str, colour: str, mode: str, share: float, count: int
+) -> Query:
+    colour_filter = {palette_name.lower(): colour} if colour else {}
+    return Query(
+        label=label or None,
+        min_share=share if colour and mode == AT_LEAST else None,
+        limit=int(count),
+        **colour_filter,
+    )
+
+
+def catalogue_caption(hit: Hit) -> str:
+    copies = f" · +{len(hit.duplicates)} copies" if hit.duplicates else ""
+    return (
+        f"{hit.labels[0]} ({hit.scores[0]:.2f}) · {hit.color_rgb} · {hit.color_ryb} · "
+        f"{Path(hit.path).name}{copies}"
+    )
+
+
+def catalogue_summary(page: Page, query: Query, held: int) -> str:
+    if not page.hits:
+        return (
+            f"**Nothing matches** {html.escape(query.describe())} "
+            f"(the catalogue holds {held} pictures)."
+        )
+    return (
+        f"**{len(page.hits)} of {page.total} matches** for {html.escape(query.describe())}, "
+        "top-1 score first."
     )

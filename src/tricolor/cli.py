@@ -34,7 +34,7 @@ def default_url(protocol: str) -> str:
     return f"localhost:{Ports.from_env().http}"
 
 
-def _swatch(hex_code: str, name: str) -> Text:
+def swatch(hex_code: str, name: str) -> Text:
     return Text.assemble(("  ", f"on {hex_code.lower()}"), f" {hex_code} {name}")
 
 
@@ -60,9 +60,9 @@ def render_table(results: list[Classification], console: Console) -> None:
         console.print(
             Text.assemble(
                 "  colour RGB ",
-                _swatch(result.color_rgb, result.color_rgb_name),
+                swatch(result.color_rgb, result.color_rgb_name),
                 "   RYB ",
-                _swatch(result.color_ryb, result.color_ryb_name),
+                swatch(result.color_ryb, result.color_ryb_name),
             )
         )
         second = "  second look taken" if result.second_look else ""
@@ -179,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve_parser.add_argument("--log-verbose", type=int, default=0)
     serve_parser.set_defaults(handler=command_serve)
+
+    from tricolor.catalogue.commands import add_catalogue_commands  # noqa: PLC0415 (imports cli)
+
+    add_catalogue_commands(commands)
     return parser
 
 

@@ -45,6 +45,9 @@ class Classification:
     color_ryb: str = ""
     color_rgb_name: str = ""
     color_ryb_name: str = ""
+    # per palette colour, in palette order: the fraction of chromatic pixels nearest to it
+    color_rgb_shares: list[float] = field(default_factory=list)
+    color_ryb_shares: list[float] = field(default_factory=list)
     second_look: bool = False
     weights: str = ""
     latency_ms: float = 0.0
@@ -230,6 +233,11 @@ class TricolorClient:
             )
             for model in models
         ]
+
+    def model_config(self, name: str) -> dict[str, Any]:
+        """The model's configuration as the server has it (its parameters, backend, ...)."""
+        config = self._client.get_model_config(name, **self._as_json())
+        return config.get("config", config)  # gRPC wraps it in {"config": ...}
 
     def inference_statistics(
         self, models: Iterable[str] = (MODEL_NAME, *COMPOSING_MODELS)

@@ -41,25 +41,65 @@ RYB_PALETTE = Palette(
 )  # fmt: skip
 
 
-def palette_scores(thumbnails: np.ndarray, sizes: np.ndarray, palette: Palette) -> np.ndarray:
-    """[N, len(palette)]: per image, the mean Euclidean RGB distance of its pixels to each colour.
+# a pixel counts towards the colour shares only when it is chromatic (HSV): greys, whites and
+# blacks belong to no palette colour
+MIN_SATURATION = 0.25
+MIN_VALUE = 0.2
 
-    `thumbnails` is uint8 [N, S, S, 3] zero-padded; `sizes` [N, 2] gives each valid (h, w).
-    Squared distances come from one matrix product, |p|^2 - 2 p.c + |c|^2, in float64.
+
+def _squared_distances(thumbnails: np.ndarray, palette: Palette) -> np.ndarray:
+    """[N, S*S, K] squared Euclidean RGB distances of every pixel to every palette colour.
+
+    One matrix product, |p|^2 - 2 p.c + |c|^2, in float64, then in place: no temporaries.
     """
+    count, side = thumbnails.shape[0], thumbnails.shape[1]
+    pixels = thumbnails.reshape(count, side * side, 3).astype(np.float64)
+    colours = palette.rgb.astype(np.float64)
+    squared = pixels @ (-2.0 * colours.T)
+    squared += np.einsum("npc,npc->np", pixels, pixels)[:, :, None]
+    squared += np.einsum("kc,kc->k", colours, colours)
+    return np.maximum(squared, 0.0, out=squared)
+
+
+def _valid_pixels(thumbnails: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """[N, S*S] bool: the pixel lies inside the image's (h, w), not in the zero padding."""
     count, side = thumbnails.shape[0], thumbnails.shape[1]
     rows = np.arange(side)
     valid = (rows[None, :, None] < sizes[:, 0, None, None]) & (
         rows[None, None, :] < sizes[:, 1, None, None]
     )
-    pixels = thumbnails.reshape(count, side * side, 3).astype(np.float64)
-    colours = palette.rgb.astype(np.float64)
-    squared = pixels @ (-2.0 * colours.T)  # [N, S*S, K], then in place: no temporaries
-    squared += np.einsum("npc,npc->np", pixels, pixels)[:, :, None]
-    squared += np.einsum("kc,kc->k", colours, colours)
-    distances = np.sqrt(np.maximum(squared, 0.0, out=squared), out=squared)
-    weights = valid.reshape(count, side * side).astype(np.float64)
+    return valid.reshape(count, side * side)
+
+
+def palette_scores(thumbnails: np.ndarray, sizes: np.ndarray, palette: Palette) -> np.ndarray:
+    """[N, len(palette)]: per image, the mean Euclidean RGB distance of its pixels to each colour.
+
+    `thumbnails` is uint8 [N, S, S, 3] zero-padded; `sizes` [N, 2] gives each valid (h, w).
+    """
+    distances = np.sqrt(_squared_distances(thumbnails, palette))
+    weights = _valid_pixels(thumbnails, sizes).astype(np.float64)
     return np.einsum("npk,np->nk", distances, weights) / np.maximum(weights.sum(axis=1), 1)[:, None]
+
+
+def palette_shares(thumbnails: np.ndarray, sizes: np.ndarray, palette: Palette) -> np.ndarray:
+    """float32 [N, len(palette)]: per image, the fraction of its pixels that are chromatic (HSV
+    saturation >= 0.25, value >= 0.2) and nearest (Euclidean RGB) to each palette colour.
+
+    The shares sum to the image's chromatic fraction; ties go to the earlier palette colour.
+    """
+    count, side = thumbnails.shape[0], thumbnails.shape[1]
+    valid = _valid_pixels(thumbnails, sizes)
+    pixels = thumbnails.reshape(count, side * side, 3)
+    brightest = pixels.max(axis=2).astype(np.float64)
+    spread = brightest - pixels.min(axis=2)
+    # HSV: value = max / 255, saturation = (max - min) / max (0 for black)
+    saturation = np.divide(spread, brightest, out=np.zeros_like(spread), where=brightest > 0)
+    chromatic = valid & (saturation >= MIN_SATURATION) & (brightest / 255 >= MIN_VALUE)
+    nearest = _squared_distances(thumbnails, palette).argmin(axis=2)
+    colours = len(palette.hex_codes)
+    flat = (np.arange(count)[:, None] * colours + nearest)[chromatic]
+    counts = np.bincount(flat, minlength=count * colours).reshape(count, colours)
+    return (counts / np.maximum(valid.sum(axis=1), 1)[:, None]).astype(np.float32)
 
 
 def dominant_colours(

@@ -16,7 +16,12 @@ class Output:
 
     name: str
     datatype: str  # Triton's wire type: BYTES, FP32, INT32, BOOL
-    listed: bool  # several values per image (top-k, palette shares) rather than one
+    dims: tuple[int, ...]  # per image, as the configs declare them (-1: top_k long)
+
+    @property
+    def listed(self) -> bool:
+        """Several values per image (top-k, palette shares) rather than one."""
+        return self.dims != (1,)
 
     @property
     def field(self) -> str:
@@ -24,15 +29,20 @@ class Output:
         return self.name.lower()
 
 
-LABELS = Output("LABELS", "BYTES", listed=True)
-SCORES = Output("SCORES", "FP32", listed=True)
-CLASS_IDS = Output("CLASS_IDS", "INT32", listed=True)
-COLOR_RGB = Output("COLOR_RGB", "BYTES", listed=False)
-COLOR_RYB = Output("COLOR_RYB", "BYTES", listed=False)
-COLOR_RGB_NAME = Output("COLOR_RGB_NAME", "BYTES", listed=False)
-COLOR_RYB_NAME = Output("COLOR_RYB_NAME", "BYTES", listed=False)
-SECOND_LOOK = Output("SECOND_LOOK", "BOOL", listed=False)
-WEIGHTS = Output("WEIGHTS", "BYTES", listed=False)
+PALETTE_SIZE = 12
+
+LABELS = Output("LABELS", "BYTES", (-1,))
+SCORES = Output("SCORES", "FP32", (-1,))
+CLASS_IDS = Output("CLASS_IDS", "INT32", (-1,))
+COLOR_RGB = Output("COLOR_RGB", "BYTES", (1,))
+COLOR_RYB = Output("COLOR_RYB", "BYTES", (1,))
+COLOR_RGB_NAME = Output("COLOR_RGB_NAME", "BYTES", (1,))
+COLOR_RYB_NAME = Output("COLOR_RYB_NAME", "BYTES", (1,))
+# the fraction of the image's pixels that are chromatic and nearest each palette colour
+COLOR_RGB_SHARES = Output("COLOR_RGB_SHARES", "FP32", (PALETTE_SIZE,))
+COLOR_RYB_SHARES = Output("COLOR_RYB_SHARES", "FP32", (PALETTE_SIZE,))
+SECOND_LOOK = Output("SECOND_LOOK", "BOOL", (1,))
+WEIGHTS = Output("WEIGHTS", "BYTES", (1,))
 
 OUTPUTS = (
     LABELS,
@@ -42,6 +52,8 @@ OUTPUTS = (
     COLOR_RYB,
     COLOR_RGB_NAME,
     COLOR_RYB_NAME,
+    COLOR_RGB_SHARES,
+    COLOR_RYB_SHARES,
     SECOND_LOOK,
     WEIGHTS,
 )

@@ -67,3 +67,19 @@ def default_triton_url() -> str:
     if url:
         return url
     return f"localhost:{_env_int('GRPC_PORT', DEFAULT_GRPC_PORT)}"
+
+
+def user_data_dir() -> Path:
+    """Where tricolor keeps what a user made (the catalogue): `XDG_DATA_HOME`/tricolor.
+
+    Not in the checkout's `.tricolor` (`make clean` empties that, and a pip-installed tricolor
+    has no checkout).
+    """
+    base = os.environ.get("XDG_DATA_HOME", "").strip() or str(Path.home() / ".local" / "share")
+    return Path(base) / "tricolor"
+
+
+def catalogue_url() -> str:
+    """The catalogue database: `TRICOLOR_DB` (any SQLAlchemy URL), else a SQLite file."""
+    url = os.environ.get("TRICOLOR_DB", "").strip()
+    return url or f"sqlite:///{user_data_dir() / 'catalogue.db'}"

@@ -1,4 +1,5 @@
-"""postprocess: softmax, the confidence-gated second look (BLS), top-k labels, dominant colours.
+"""postprocess: softmax, the confidence-gated second look (BLS), top-k labels, dominant colours
+and colour shares.
 
 Images whose top-1 probability is below `second_look_below` are flipped horizontally and sent
 back through `resnet50` in one batched BLS request per `execute`; the two probability vectors
@@ -13,7 +14,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from tricolor import contract
-from tricolor.colours import RGB_PALETTE, RYB_PALETTE, dominant_colours
+from tricolor.colours import RGB_PALETTE, RYB_PALETTE, dominant_colours, palette_shares
 from tricolor.python_backend import (
     ExecutingRequests,
     Failure,
@@ -107,6 +108,8 @@ class TritonPythonModel:
             contract.COLOR_RYB.name: _strings(ryb_codes),
             contract.COLOR_RGB_NAME.name: _strings(rgb_names),
             contract.COLOR_RYB_NAME.name: _strings(ryb_names),
+            contract.COLOR_RGB_SHARES.name: palette_shares(thumbnails, sizes, RGB_PALETTE),
+            contract.COLOR_RYB_SHARES.name: palette_shares(thumbnails, sizes, RYB_PALETTE),
             contract.SECOND_LOOK.name: second_look.reshape(-1, 1),
             contract.WEIGHTS.name: np.full((len(logits), 1), self.weights, dtype=np.object_),
         }

@@ -1,0 +1,256 @@
+"""`tricolor label` and `tricolor search`: the catalogue's side of the console script."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    ProgressColumn,
+    SpinnerColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.progress import Progress as RichProgress
+from rich.table import Table
+from rich.text import Text
+from sqlalchemy.exc import SQLAlchemyError
+
+from tricolor.catalogue.labeller import Labeller, parse_shard
+from tricolor.catalogue.search import DEFAULT_LIMIT, Query, SearchError, refusals, search
+from tricolor.catalogue.store import (
+    PALETTES,
+    Catalogue,
+    CatalogueMissing,
+    describe_url,
+    open_catalogue,
+)
+from tricolor.cli import no_server_hint, swatch, warn_about_weights
+from tricolor.client import TricolorClient
+from tricolor.settings import catalogue_url, default_triton_url
+
+EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
+EXIT_REFUSED = 1  # the server refused some files: stored with its reason, see `search --errors`
+EXIT_UNFINISHED = 4  # some files were not answered (the server went away): run again
+
+
+class RateColumn(ProgressColumn):
+    """Images per second, from rich's own speed estimate."""
+
+    def render(self, task: Task) -> Text:
+        return Text(f"{task.speed:.1f} img/s" if task.speed else "– img/s", style="cyan")
+
+
+class LabelProgress:
+    """The labeller's progress as a rich bar on stderr: found first, then processed / total,
+    rate and ETA."""
+
+    def __init__(self) -> None:
+        self.bar = RichProgress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            RateColumn(),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
+        self.task = self.bar.add_task("finding images", total=None)
+
+    def total(self, count: int) -> None:
+        self.bar.update(self.task, description=f"labelling {count} images", total=count)
+
+    def advance(self, count: int = 1) -> None:
+        self.bar.advance(self.task, count)
+
+
+def _error(message: str, code: int = 2) -> int:
+    print(f"tricolor: {message}", file=sys.stderr)
+    return code
+
+
+def command_label(args: argparse.Namespace) -> int:
+    try:
+        shard = parse_shard(args.shard)
+    except ValueError as exc:
+        return _error(str(exc))
+    url = args.url or default_triton_url()
+    try:
+        catalogue = open_catalogue(args.db)
+    except (ValueError, SQLAlchemyError) as exc:
+        return _error(
+            f"cannot open the catalogue {describe_url(args.db or catalogue_url())}: {exc}"
+        )
+    received: list[int] = []
+    with catalogue, TricolorClient(url, timeout_s=args.timeout) as client:
+        if not client.is_ready():
+            return _error(no_server_hint(url, "grpc").removeprefix("tricolor: "), 3)
+        progress = LabelProgress()
+        labeller = Labeller(
+            catalogue,
+            client,
+            stale=args.stale,
+            shard=shard,
+            concurrency=args.concurrency,
+            batch_size=args.batch_size,
+            server_wait_s=args.server_wait,
+            progress=progress,
+        )
+
+        def interrupt(signum: int, _frame: object) -> None:
+            received.append(signum)
+            labeller.stop()  # finish and store what is in flight
+            signal.signal(signum, signal.SIG_DFL)  # a second one stops at once
+
+        for signum in EXIT_INTERRUPTED:
+            signal.signal(signum, interrupt)
+        try:
+            with progress.bar:
+                summary = labeller.run(args.paths)
+        except FileNotFoundError as exc:
+            return _error(str(exc))
+    err = Console(stderr=True)
+    for problem in summary.problems:
+        err.print(Text(f"tricolor: {problem}", style="red"), soft_wrap=True)
+    print(f"tricolor: {summary.line()}", file=sys.stderr)
+    if labeller.provenance is not None:
+        warn_about_weights({labeller.provenance.weights})
+    if received:
+        return EXIT_INTERRUPTED[received[0]]
+    if summary.failed or summary.interrupted:
+        return EXIT_UNFINISHED
+    return EXIT_REFUSED if summary.refused else 0
+
+
+def _colour_cell(hex_code: str, palette: str) -> Text:
+    colours = PALETTES[palette]
+    return swatch(hex_code, colours.names[colours.hex_codes.index(hex_code)])
+
+
+def command_search(args: argparse.Namespace) -> int:
+    try:
+        catalogue = open_catalogue(args.db, create=False)
+    except CatalogueMissing as exc:
+        return _error(str(exc))
+    except (ValueError, SQLAlchemyError) as exc:
+        return _error(
+            f"cannot open the catalogue {describe_url(args.db or catalogue_url())}: {exc}"
+        )
+    with catalogue:
+        if args.errors:
+            return _print_refusals(catalogue, args)
+        query = Query(
+            label=args.label,
+            rgb=args.rgb,
+            ryb=args.ryb,
+            min_share=args.min_share,
+            min_score=args.min_score,
+            limit=args.limit,
+            offset=args.offset,
+        )
+        try:
+            page = search(catalogue, query)
+        except SearchError as exc:
+            return _error(str(exc))
+    shown = f"{query.offset + 1}-{query.offset + len(page.hits)} of {page.total}"
+    if args.json:
+        print(json.dumps([hit.to_json() for hit in page.hits], indent=2))
+        if page.hits:
+            print(f"tricolor: showing {shown} matches", file=sys.stderr)
+    elif page.hits:
+        table = Table(show_edge=False)
+        table.add_column("#", justify="right")
+        table.add_column("path")
+        table.add_column("top label")
+        table.add_column("score", justify="right")
+        table.add_column("RGB")
+        table.add_column("RYB")
+        for rank, hit in enumerate(page.hits, start=query.offset + 1):
+            table.add_row(
+                str(rank),
+                hit.path + (f" (+{len(hit.duplicates)} copies)" if hit.duplicates else ""),
+                hit.labels[0],
+                f"{hit.scores[0]:.4f}",
+                _colour_cell(hit.color_rgb, "rgb"),
+                _colour_cell(hit.color_ryb, "ryb"),
+            )
+        Console(soft_wrap=True).print(table)
+        after = query.offset + len(page.hits)
+        more = f"; --offset {after} for more" if after < page.total else ""
+        print(f"showing {shown} matches for {query.describe()}{more}")
+    if not page.hits:
+        beyond = f" at offset {query.offset} (there are {page.total})" if page.total else ""
+        print(f"tricolor: nothing matches {query.describe()}{beyond}", file=sys.stderr)
+    return 0
+
+
+def _print_refusals(catalogue: Catalogue, args: argparse.Namespace) -> int:
+    """Every refused file (not only --limit: the list is what to fix)."""
+    total, rows = refusals(catalogue, offset=args.offset)
+    if args.json:
+        print(json.dumps([row.to_json() for row in rows], indent=2))
+        return 0
+    console = Console(soft_wrap=True)
+    for row in rows:
+        console.print(Text.assemble((row.path, "bold red"), f": {row.error}"))
+    print(f"{total} refused files" if total else "no refused files")
+    return 0
+
+
+def add_catalogue_commands(commands: Any) -> None:
+    """`label` and `search` on the console script's subcommands."""
+    db_help = "catalogue database URL (default: TRICOLOR_DB, else a SQLite file)"
+    label = commands.add_parser(
+        "label", help="send every image under the paths through classify into the catalogue"
+    )
+    label.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    label.add_argument("--db", help=db_help)
+    label.add_argument(
+        "--stale", action="store_true", help="also re-label pictures of another provenance"
+    )
+    label.add_argument(
+        "--shard", default="0/1", metavar="I/N", help="label only the I-th of N shares (0-based)"
+    )
+    label.add_argument("--url", help="gRPC host:port (default: TRITON_URL or localhost)")
+    label.add_argument("--concurrency", type=int, default=4, help="requests in flight")
+    label.add_argument("--batch-size", type=int, default=8, help="images per request")
+    label.add_argument("--timeout", type=float, default=120.0, help="seconds per request")
+    label.add_argument(
+        "--server-wait",
+        type=float,
+        default=300.0,
+        help="seconds to wait for a server that went away mid-run before stopping",
+    )
+    label.set_defaults(handler=command_label)
+
+    search_parser = commands.add_parser("search", help="find catalogued pictures")
+    search_parser.add_argument("--label", help="the top-1 label")
+    search_parser.add_argument("--rgb", metavar="COLOUR", help="RGB palette hex code or name")
+    search_parser.add_argument("--ryb", metavar="COLOUR", help="RYB palette hex code or name")
+    search_parser.add_argument(
+        "--min-share",
+        type=float,
+        metavar="F",
+        help="with a colour: at least this fraction of the pixels instead of the dominant colour",
+    )
+    search_parser.add_argument(
+        "--min-score", type=float, metavar="P", help="top-1 probability at least P"
+    )
+    search_parser.add_argument("--limit", type=int, default=DEFAULT_LIMIT)
+    search_parser.add_argument("--offset", type=int, default=0)
+    search_parser.add_argument(
+        "--errors", action="store_true", help="list the files the server refused"
+    )
+    search_parser.add_argument("--db", help=db_help)
+    search_parser.add_argument("--json", action="store_true", help="print one JSON array")
+    search_parser.set_defaults(handler=command_search)

@@ -1,0 +1,526 @@
+"""The catalogue's tables (SQLAlchemy Core) and the one place that writes them.
+
+A *picture* is one content (SHA-256): its answer from `classify`, or the server's reason for
+refusing it, and the provenance of that answer. A *file* is a path holding a picture: the
+same content under a second path is a second file of the same picture (a duplicate, labelled
+once). Classes live in their own table; a picture references its top-k classes.
+
+SQLite (WAL mode) by default; PostgreSQL with a `postgresql://` URL, through the same code.
+The schema is made by the Alembic migrations in `migrations/`; `open_catalogue` applies them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    select,
+    tuple_,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError
+
+from tricolor.colours import RGB_PALETTE, RYB_PALETTE, Palette
+from tricolor.settings import catalogue_url, user_data_dir
+
+PALETTES: dict[str, Palette] = {"rgb": RGB_PALETTE, "ryb": RYB_PALETTE}
+# rows per IN (...) list: well under SQLite's 32766 bound parameters
+CHUNK = 500
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+classes = Table(
+    "classes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("class_index", Integer, nullable=False),  # the model's class id (labels.txt line)
+    Column("name", String(300), nullable=False),  # ImageNet has two "crane"s: not unique
+    UniqueConstraint("class_index", "name"),
+    Index(None, "name"),
+)
+
+provenances = Table(
+    "provenances",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("fingerprint", String(64), nullable=False, unique=True),
+    Column("models", JSON, nullable=False),  # {"classify": "1", "preprocess": "1", ...}
+    Column("weights", String(300), nullable=False),  # the WEIGHTS output
+    Column("settings", JSON, nullable=False),  # each model's config parameters and backend
+    Column("first_seen", DateTime(timezone=True), nullable=False),
+)
+
+pictures = Table(
+    "pictures",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("sha256", String(64), nullable=False, unique=True),
+    Column("size", BigInteger, nullable=False),
+    Column("width", Integer),  # upright (after EXIF orientation); NULL if the header is unreadable
+    Column("height", Integer),
+    Column("provenance_id", ForeignKey("provenances.id"), nullable=False),
+    Column("labelled_at", DateTime(timezone=True), nullable=False),
+    Column("error", Text),  # the server's reason when it refused the picture, else NULL
+    Column("top_class_id", ForeignKey("classes.id")),
+    Column("top_score", Float),
+    Column("color_rgb", String(7)),
+    Column("color_ryb", String(7)),
+    Column("second_look", Boolean),
+    Index(None, "top_class_id", "top_score"),
+    Index(None, "top_score"),
+    Index(None, "color_rgb", "top_score"),
+    Index(None, "color_ryb", "top_score"),
+    Index(None, "provenance_id"),
+)
+
+picture_labels = Table(
+    "picture_labels",
+    metadata,
+    Column("picture_id", ForeignKey("pictures.id", ondelete="CASCADE"), primary_key=True),
+    Column("rank", SmallInteger, primary_key=True),  # 0: the top-1
+    Column("class_id", ForeignKey("classes.id"), nullable=False),
+    Column("score", Float, nullable=False),
+)
+
+picture_colours = Table(
+    "picture_colours",
+    metadata,
+    Column("picture_id", ForeignKey("pictures.id", ondelete="CASCADE"), primary_key=True),
+    Column("palette", String(3), primary_key=True),  # "rgb" or "ryb"
+    Column("colour", SmallInteger, primary_key=True),  # index into the palette
+    Column("share", Float, nullable=False),  # only shares > 0 are stored
+    Index(None, "palette", "colour", "share"),
+)
+
+files = Table(
+    "files",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("path", Text, nullable=False, unique=True),  # absolute
+    Column("picture_id", ForeignKey("pictures.id"), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),  # with size: unchanged files skip hashing
+    Column("seen_at", DateTime(timezone=True), nullable=False),
+    Index(None, "picture_id"),
+)
+
+
+def now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """SQLite hands timestamps back naive; every one was written in UTC."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where an answer came from: the model versions served, the weights, every model's
+    settings as the server reports them (its model config)."""
+
+    models: dict[str, str]
+    weights: str
+    settings: dict[str, Any]
+
+    @property
+    def fingerprint(self) -> str:
+        canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def with_weights(self, weights: str) -> Provenance:
+        return self if weights == self.weights else Provenance(self.models, weights, self.settings)
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What `classify` answered for one picture (the fields of `tricolor.client.Classification`
+    the catalogue keeps; no tritonclient here)."""
+
+    labels: list[str]
+    scores: list[float]
+    class_ids: list[int]
+    color_rgb: str
+    color_ryb: str
+    color_rgb_shares: list[float]
+    color_ryb_shares: list[float]
+    second_look: bool
+
+
+@dataclass(frozen=True)
+class FileSeen:
+    """A path holding a picture; `moved_from` is the stored path it replaces (a moved file)."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    moved_from: str | None = None
+
+
+@dataclass
+class PictureRecord:
+    """One picture to store: its answer, or `error` (the server's reason), and its files."""
+
+    sha256: str
+    size: int
+    width: int | None
+    height: int | None
+    provenance: Provenance
+    answer: Answer | None = None
+    error: str | None = None
+    files: list[FileSeen] = field(default_factory=list)
+
+
+@dataclass
+class FilesRecord:
+    """Files of a picture already stored (duplicates, moves, unchanged files seen again)."""
+
+    sha256: str
+    files: list[FileSeen]
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class StoredPicture:
+    id: int
+    fingerprint: str
+    refused: bool
+    paths: tuple[str, ...]
+
+
+class CatalogueMissing(RuntimeError):
+    """Searching a SQLite catalogue that was never made."""
+
+
+def normalise_url(url: str) -> str:
+    """`postgresql://` means psycopg 3 (SQLAlchemy's default driver would be psycopg2)."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise ValueError(f"not a database URL: {url!r} ({exc})") from exc
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed.render_as_string(hide_password=False)
+
+
+def describe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def sqlite_path(url: str) -> Path | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def uploads_dir(url: str) -> Path:
+    """The content-addressed folder for pictures added from the UI: beside a SQLite file,
+    else in the user's data folder."""
+    database = sqlite_path(url)
+    return (database.parent if database is not None else user_data_dir()) / "images"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers (search, the UI) never wait for writers
+    cursor.execute("PRAGMA synchronous=NORMAL")  # durable at each checkpoint, safe in WAL
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _insert(connection: Connection, table: Table) -> Any:
+    """The dialect's INSERT, which has ON CONFLICT (SQLite and PostgreSQL alike)."""
+    dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+class Catalogue:
+    """An opened, migrated catalogue database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.url = engine.url.render_as_string(hide_password=True)
+        self._provenance_ids: dict[str, int] = {}
+        self._class_ids: dict[tuple[int, str], int] = {}
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Catalogue:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    # ---- what the labeller needs to decide ----
+
+    def stored_files(self) -> dict[str, StoredFile]:
+        """Every stored path with its size, mtime and content hash."""
+        query = select(files.c.path, files.c.size, files.c.mtime_ns, pictures.c.sha256).join(
+            pictures, files.c.picture_id == pictures.c.id
+        )
+        with self.engine.connect() as connection:
+            return {row.path: StoredFile(*row) for row in connection.execute(query)}
+
+    def stored_pictures(self, hashes: Iterable[str]) -> dict[str, StoredPicture]:
+        """The stored pictures among `hashes`, with their provenance and paths."""
+        wanted = sorted(set(hashes))
+        found: dict[str, StoredPicture] = {}
+        with self.engine.connect() as connection:
+            for chunk in _chunks(wanted):
+                rows = connection.execute(
+                    select(
+                        pictures.c.id,
+                        pictures.c.sha256,
+                        provenances.c.fingerprint,
+                        pictures.c.error,
+                    )
+                    .join(provenances, pictures.c.provenance_id == provenances.c.id)
+                    .where(pictures.c.sha256.in_(chunk))
+                ).all()
+                ids = [row.id for row in rows]
+                paths: dict[int, list[str]] = {}
+                for file_row in connection.execute(
+                    select(files.c.picture_id, files.c.path)
+                    .where(files.c.picture_id.in_(ids))
+                    .order_by(files.c.id)
+                ):
+                    paths.setdefault(file_row.picture_id, []).append(file_row.path)
+                for row in rows:
+                    found[row.sha256] = StoredPicture(
+                        row.id, row.fingerprint, row.error is not None, tuple(paths.get(row.id, ()))
+                    )
+        return found
+
+    # ---- the one writer ----
+
+    def write(self, records: Sequence[PictureRecord | FilesRecord]) -> None:
+        """Store a batch in one transaction: pictures with their labels and colours, then
+        files. Idempotent: a picture or file stored already is updated in place."""
+        if not records:
+            return
+        with self.engine.begin() as connection:
+            labelled = [record for record in records if isinstance(record, PictureRecord)]
+            self._write_pictures(connection, labelled)
+            hashes = sorted({record.sha256 for record in records})
+            ids = self._picture_ids(connection, hashes)
+            stamp = now()
+            for record in records:
+                for seen in record.files:
+                    self._write_file(connection, seen, ids[record.sha256], stamp)
+
+    def _provenance_id(self, connection: Connection, provenance: Provenance) -> int:
+        fingerprint = provenance.fingerprint
+        if fingerprint not in self._provenance_ids:
+            connection.execute(
+                _insert(connection, provenances)
+                .values(
+                    fingerprint=fingerprint,
+                    models=provenance.models,
+                    weights=provenance.weights,
+                    settings=provenance.settings,
+                    first_seen=now(),
+                )
+                .on_conflict_do_nothing(index_elements=["fingerprint"])
+            )
+            self._provenance_ids[fingerprint] = connection.execute(
+                select(provenances.c.id).where(provenances.c.fingerprint == fingerprint)
+            ).scalar_one()
+        return self._provenance_ids[fingerprint]
+
+    def _class_ids_for(self, connection: Connection, pairs: set[tuple[int, str]]) -> None:
+        missing = sorted(pairs - self._class_ids.keys())
+        if not missing:
+            return
+        connection.execute(
+            _insert(connection, classes).on_conflict_do_nothing(
+                index_elements=["class_index", "name"]
+            ),
+            [{"class_index": index, "name": name} for index, name in missing],
+        )
+        for chunk in _chunks(missing):
+            for row in connection.execute(
+                select(classes.c.id, classes.c.class_index, classes.c.name).where(
+                    tuple_(classes.c.class_index, classes.c.name).in_(chunk)
+                )
+            ):
+                self._class_ids[(row.class_index, row.name)] = row.id
+
+    def _picture_ids(self, connection: Connection, hashes: Sequence[str]) -> dict[str, int]:
+        ids: dict[str, int] = {}
+        for chunk in _chunks(hashes):
+            rows = connection.execute(
+                select(pictures.c.sha256, pictures.c.id).where(pictures.c.sha256.in_(chunk))
+            )
+            ids.update({row.sha256: row.id for row in rows})
+        return ids
+
+    def _write_pictures(self, connection: Connection, records: list[PictureRecord]) -> None:
+        if not records:
+            return
+        self._class_ids_for(
+            connection,
+            {
+                pair
+                for record in records
+                if record.answer is not None
+                for pair in zip(record.answer.class_ids, record.answer.labels, strict=True)
+            },
+        )
+        stamp = now()
+        rows = []
+        for record in records:
+            answer = record.answer
+            top = (answer.class_ids[0], answer.labels[0]) if answer else None
+            rows.append(
+                {
+                    "sha256": record.sha256,
+                    "size": record.size,
+                    "width": record.width,
+                    "height": record.height,
+                    "provenance_id": self._provenance_id(connection, record.provenance),
+                    "labelled_at": stamp,
+                    "error": record.error,
+                    "top_class_id": self._class_ids[top] if top else None,
+                    "top_score": answer.scores[0] if answer else None,
+                    "color_rgb": answer.color_rgb if answer else None,
+                    "color_ryb": answer.color_ryb if answer else None,
+                    "second_look": answer.second_look if answer else None,
+                }
+            )
+        upsert = _insert(connection, pictures)
+        connection.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["sha256"],
+                set_={name: upsert.excluded[name] for name in rows[0] if name != "sha256"},
+            ),
+            rows,
+        )
+        ids = self._picture_ids(connection, [record.sha256 for record in records])
+        for chunk in _chunks(list(ids.values())):
+            connection.execute(
+                picture_labels.delete().where(picture_labels.c.picture_id.in_(chunk))
+            )
+            connection.execute(
+                picture_colours.delete().where(picture_colours.c.picture_id.in_(chunk))
+            )
+        label_rows, colour_rows = [], []
+        for record in records:
+            answer = record.answer
+            if answer is None:
+                continue
+            picture_id = ids[record.sha256]
+            for rank, (class_index, name, score) in enumerate(
+                zip(answer.class_ids, answer.labels, answer.scores, strict=True)
+            ):
+                label_rows.append(
+                    {
+                        "picture_id": picture_id,
+                        "rank": rank,
+                        "class_id": self._class_ids[(class_index, name)],
+                        "score": score,
+                    }
+                )
+            for palette, shares in (
+                ("rgb", answer.color_rgb_shares),
+                ("ryb", answer.color_ryb_shares),
+            ):
+                colour_rows.extend(
+                    {"picture_id": picture_id, "palette": palette, "colour": colour, "share": share}
+                    for colour, share in enumerate(shares)
+                    if share > 0
+                )
+        if label_rows:
+            connection.execute(picture_labels.insert(), label_rows)
+        if colour_rows:
+            connection.execute(picture_colours.insert(), colour_rows)
+
+    @staticmethod
+    def _write_file(
+        connection: Connection, seen: FileSeen, picture_id: int, stamp: datetime
+    ) -> None:
+        values = {
+            "picture_id": picture_id,
+            "size": seen.size,
+            "mtime_ns": seen.mtime_ns,
+            "seen_at": stamp,
+        }
+        if seen.moved_from is not None:
+            moved = connection.execute(
+                files.update()
+                .where(files.c.path == seen.moved_from)
+                .values(path=seen.path, **values)
+            )
+            if moved.rowcount:
+                return
+        upsert = _insert(connection, files).values(path=seen.path, **values)
+        connection.execute(upsert.on_conflict_do_update(index_elements=["path"], set_=values))
+
+
+def open_catalogue(url: str | None = None, *, create: bool = True) -> Catalogue:
+    """Connect to the catalogue at `url` (default: `TRICOLOR_DB` or the SQLite file) and bring
+    its schema to the newest migration. With `create=False` a missing SQLite file is an
+    error (`CatalogueMissing`) instead of a new, empty catalogue."""
+    from tricolor.catalogue.migrations import upgrade  # noqa: PLC0415 (alembic, on open only)
+
+    target = normalise_url(url or catalogue_url())
+    database = sqlite_path(target)
+    if database is not None:
+        if not database.exists():
+            if not create:
+                raise CatalogueMissing(
+                    f"no catalogue at {database}: label some images first "
+                    "(`tricolor label PATH`), or name one with --db / TRICOLOR_DB"
+                )
+            database.parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(target, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    upgrade(engine)
+    return Catalogue(engine)
