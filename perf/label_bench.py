@@ -2,7 +2,7 @@
 and batch, on one embedded server; alternating runs (label, perf_analyzer, label, ...) so both
 see the same minutes of this shared machine. Writes perf/LABEL.md.
 
-    .venv/bin/python perf/label_bench.py [--copies 8] [--concurrency 4] [--batch-size 8]
+    .venv/bin/python -m perf.label_bench [--images DIR] [--copies 8] [--concurrency 4]
 
 The label runs store into a fresh SQLite catalogue each time. Every copy of a photo gets a few
 bytes after its end (ignored by the decoders) so each file is a distinct picture to label.
@@ -20,11 +20,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from analyzer import measure
-from common import OUT_DIR, PERF_DIR, SHARED_IMAGES, load_average, machine, photos
-from make_inputs import generate
-
 from tricolor.launcher import start_on_free_ports
+
+from .analyzer import measure
+from .common import OUT_DIR, PERF_DIR, load_average, machine, photos
+from .inputs import generate
 
 SUMMARY = re.compile(r"(\d+) images: (\d+) labelled .* in ([\d.]+) s")
 
@@ -72,7 +72,9 @@ def label_rate(folder: Path, grpc_url: str, concurrency: int, batch_size: int) -
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--images", type=Path, default=SHARED_IMAGES)
+    parser.add_argument(
+        "--images", type=Path, help="a folder of photos (default: scikit-image's bundled ones)"
+    )
     parser.add_argument("--copies", type=int, default=8, help="copies of each photo to label")
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -89,7 +91,7 @@ def main() -> int:
 
     selected = photos(args.images)
     work = OUT_DIR / "label_bench"
-    inputs = generate(args.images, work / "inputs")["classify"]
+    inputs = generate(selected, work / "inputs")["classify"]
     started = time.perf_counter()
     server = start_on_free_ports(work / "tritonserver.log")
     labels, analyzers = [], []
@@ -134,7 +136,8 @@ def main() -> int:
         for number, (run, rate) in enumerate(zip(labels, analyzers, strict=True), start=1)
     )
     command = (
-        f"`.venv/bin/python perf/label_bench.py --images {args.images} --copies {args.copies} "
+        f"`.venv/bin/python -m perf.label_bench{f' --images {args.images}' if args.images else ''}"
+        f" --copies {args.copies} "
         f"--concurrency {args.concurrency} --batch-size {args.batch_size} --rounds {args.rounds}`"
     )
     args.out.write_text(
@@ -148,7 +151,7 @@ run's time as its summary line gives it (walk, hashing, the provenance probe, in
 storing; the Python interpreter's start-up is shown beside it). perf_analyzer
 sends the same photos to `classify` at the same concurrency ({args.concurrency} requests in
 flight) and batch ({args.batch_size} images per request), gRPC, on the same embedded server
-(CPU, {host["cores"]} cores: {host["cpu"]}), in alternating rounds.
+(CPU, {host.cores} cores: {host.cpu}), in alternating rounds.
 
 | round | label | label img/s | perf_analyzer img/s | ratio | label's own CPU per image |
 |--:|---|--:|--:|--:|--:|

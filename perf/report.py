@@ -400,6 +400,26 @@ def int8_section(cores: int) -> list[str]:
     ]
 
 
+LABEL_HEADING = "## Catalogue labelling: `tricolor label` against perf_analyzer"
+
+
+def label_section() -> list[str]:
+    """The headline of perf/LABEL.md (`python -m perf.label_bench`, run on its own)."""
+    label = PERF_DIR / "LABEL.md"
+    if not label.exists():
+        return []
+    paragraphs = label.read_text().split("\n\n")
+    median = next(paragraph for paragraph in paragraphs if paragraph.startswith("Median:"))
+    generated = next(paragraph for paragraph in paragraphs if paragraph.startswith("Generated"))
+    return [
+        LABEL_HEADING,
+        "",
+        f"From [LABEL.md](LABEL.md), the same photos at the same concurrency and batch on one "
+        f"server, alternating rounds. {median.strip()} {generated.strip()}",
+        "",
+    ]
+
+
 def full_report(summary: Summary, run_dir: Path) -> list[str]:
     machine = summary.machine
     repository = run_dir / "repository"
@@ -429,6 +449,7 @@ def full_report(summary: Summary, run_dir: Path) -> list[str]:
         *raw_section(summary),
         *load_runs(summary, run_dir),
         *(peer_section(summary.peer) if summary.peer else []),
+        *label_section(),
         *int8_section(machine.cores),
     ]
     experiments = PERF_DIR / "EXPERIMENTS.md"

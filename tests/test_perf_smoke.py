@@ -168,7 +168,9 @@ def test_custom_metrics_move_by_exactly_the_requests(server: TritonServer, clien
 # every perf entry point must at least import and parse its arguments, since `make perf`
 # reaches some of them only after tens of minutes (a broken import once dropped the peer)
 @pytest.mark.parametrize(
-    "module", ["analyzer", "compare", "inputs", "paired", "plots", "raw_limit", "report", "run"]
+    "module",
+    ["analyzer", "compare", "inputs", "label_bench", "paired", "plots"]
+    + ["raw_limit", "report", "run"],
 )
 def test_perf_module_starts(module: str) -> None:
     assert "usage:" in perf(module, "--help", timeout_s=120)
