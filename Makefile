@@ -85,7 +85,7 @@ engine:
 
 # after `docker compose --profile gpu up -d`: plan current, FP16 vs FP32, contract, metrics, perf
 gpu-check: $(VENV)/.installed
-	$(VENV)/bin/python deploy/gpu_check.py
+	$(VENV)/bin/python -m deploy.gpu_check
 
 check: $(VENV)/.installed
 	$(RUFF) check .

@@ -11,7 +11,6 @@ exits 1 when a top-1 differs or a difference exceeds the tolerance.
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from pathlib import Path
 
@@ -20,23 +19,11 @@ import onnxruntime as ort
 import tritonclient.grpc as grpcclient
 
 from tricolor.imaging import Limits, normalise, preprocess
+from tricolor.samples import sample_photos
 from tricolor.settings import MODEL_REPOSITORY, default_triton_url
 from tricolor.verification import SOFTMAX_TOLERANCE, agreement_table, compare_logits
 
 RESIZE_SIZE = 232  # preprocess's resize_size (IMAGENET1K_V2)
-
-
-def sample_photos() -> dict[str, bytes]:
-    """scikit-image's bundled photos, PNG-encoded (no download)."""
-    from PIL import Image  # noqa: PLC0415
-    from skimage import data  # noqa: PLC0415
-
-    photos = {}
-    for name in ("chelsea", "astronaut", "coffee", "rocket", "hubble_deep_field"):
-        buffer = io.BytesIO()
-        Image.fromarray(getattr(data, name)()).save(buffer, format="PNG")
-        photos[name] = buffer.getvalue()
-    return photos
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,6 +1,6 @@
 """`make gpu-check`: prove the GPU stack on the GPU host, after `docker compose --profile gpu up`.
 
-    .venv/bin/python deploy/gpu_check.py [--url localhost:8001] [--metrics-url URL] [--no-compose]
+    .venv/bin/python -m deploy.gpu_check [--url localhost:8001] [--metrics-url URL] [--no-compose]
 
 1. the plan is current for this GPU (`docker compose run --rm engine --check`);
 2. `build_engines/verify.py`: the served FP16 plan against the FP32 ONNX;
@@ -23,19 +23,14 @@ from pathlib import Path
 
 import tritonclient.grpc as grpcclient
 
+from perf.common import bundled_photos, perf_analyzer, perf_analyzer_env
+from perf.inputs import generate
 from tricolor.client import image_input
 from tricolor.contract import OUTPUT_NAMES
 from tricolor.launcher import metric_sum
+from tricolor.samples import sample_photos
 from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT, default_triton_url
 from tricolor.verification import contract_problems
-
-PERF = PROJECT_ROOT / "perf"
-sys.path.insert(0, str(PERF))
-from common import SHARED_IMAGES, perf_analyzer, perf_analyzer_env  # noqa: E402 (perf's)
-from make_inputs import generate  # noqa: E402
-
-sys.path.insert(0, str(PROJECT_ROOT / "build_engines"))
-from verify import sample_photos  # noqa: E402
 
 METRICS_EXPECTED = (
     "nv_gpu_utilization",
@@ -96,7 +91,7 @@ def metrics_exported(metrics_url: str) -> str | None:
 def perf_sweep(url: str) -> str | None:
     failures = []
     with tempfile.TemporaryDirectory() as work:
-        inputs = generate(SHARED_IMAGES, Path(work), limit=4)  # else scikit-image's photos
+        inputs = generate(bundled_photos(), Path(work), limit=4)
         for model, batch in (("classify", 1), ("resnet50", 8)):
             out = Path(work) / f"{model}.csv"
             result = run(

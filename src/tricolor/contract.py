@@ -1,5 +1,5 @@
 """The `classify` interface (../shared/CONTRACT.md) in one place: what `postprocess` answers and
-what the clients read. `tests/test_contract.py` holds the model configurations to it."""
+what the clients read. `tests/unit/test_contract.py` holds the model configurations to it."""
 
 from __future__ import annotations
 

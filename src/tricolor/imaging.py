@@ -5,7 +5,7 @@ The reference is `ResNet50_Weights.IMAGENET1K_V2.transforms()` on
 `ImageOps.exif_transpose(Image.open(f)).convert("RGB")`: torchvision resizes a PIL image with
 PIL's own antialiased bilinear filter, so the same PIL calls give the same pixels.
 
-Two measured shortcuts (perf/DECODE.md): a JPEG whose shorter side is at least
+Two measured shortcuts (perf/studies/DECODE.md): a JPEG whose shorter side is at least
 `draft_factor` x 2 x `resize_size` is decoded at 1/2, 1/4 or 1/8 scale by libjpeg itself
 (`Image.draft`), keeping at least `draft_factor` x `resize_size` pixels on the shorter side;
 and the EXIF rotation is applied to the small resized image instead of the decoded one.
@@ -92,7 +92,7 @@ def resized_size(width: int, height: int, resize_size: int) -> tuple[int, int]:
     return int(resize_size * width / height), resize_size
 
 
-# What PIL's decoders raise on corrupt input (found by tests/test_fuzz.py and PIL's own
+# What PIL's decoders raise on corrupt input (found by tests/unit/test_fuzz.py and PIL's own
 # OSS-Fuzz history): each becomes an "undecodable" refusal, never a failed batch.
 _DECODE_ERRORS = (
     OSError,

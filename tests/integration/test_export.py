@@ -10,9 +10,8 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from tests.helpers import EXPORT_PYTHON
 from tricolor.settings import PROJECT_ROOT
-
-from conftest import EXPORT_PYTHON
 
 EXPORT = PROJECT_ROOT / "build_engines" / "export.py"
 CLASSES = 47

@@ -21,16 +21,13 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from tests.helpers import ARTIFACTS, encode, photo_bytes
 from tricolor.client import Classification, ModelTimes, TricolorClient
 from tricolor.colours import RGB_PALETTE
 from tricolor.launcher import TritonServer
 from tricolor.settings import PROJECT_ROOT, free_ports
 from tricolor.weights import is_random
-
-from conftest import ARTIFACTS, encode, photo_bytes
-
-sys.path.insert(0, str(PROJECT_ROOT / "ui"))
-import views  # noqa: E402 (ui/ is not a package; the app imports it the same way)
+from ui import views
 
 UI_PYTHON = PROJECT_ROOT / ".venv-ui" / "bin" / "python"
 UI_APP = PROJECT_ROOT / "ui" / "app.py"

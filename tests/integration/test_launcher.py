@@ -8,10 +8,9 @@ import time
 
 import pytest
 
+from tests.helpers import ARTIFACTS
 from tricolor.launcher import python_stubs, start_on_free_ports
 from tricolor.launcher.supervision import _watch_set
-
-from conftest import ARTIFACTS
 
 pytestmark = pytest.mark.integration
 

@@ -18,12 +18,11 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.helpers import encode, generated_images
 from tricolor.client import TricolorClient
 from tricolor.launcher import python_stubs
 from tricolor.settings import Ports, free_ports
 from tricolor.weights import random_weights_warning
-
-from conftest import encode, generated_images
 
 TRICOLOR = [sys.executable, "-m", "tricolor.cli"]
 

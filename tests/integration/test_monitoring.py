@@ -22,10 +22,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.helpers import ARTIFACTS, generated_images, scrape, wait_for
 from tricolor.launcher import TritonServer
 from tricolor.settings import PROJECT_ROOT, free_ports
-
-from conftest import ARTIFACTS, generated_images, scrape, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -24,11 +24,10 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from tests.helpers import encode, generated_images
 from tricolor.client import Classification
 from tricolor.launcher import TritonServer, metric_sum
 from tricolor.settings import PROJECT_ROOT
-
-from conftest import encode, generated_images
 
 pytestmark = pytest.mark.integration
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 
+from tests.helpers import infer, photo_bytes
 from tricolor.contract import OUTPUT_NAMES
 from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT
 from tricolor.verification import (
@@ -22,8 +23,6 @@ from tricolor.verification import (
     compare_logits,
     contract_problems,
 )
-
-from conftest import infer, photo_bytes
 
 VERIFY = PROJECT_ROOT / "build_engines" / "verify.py"
 

@@ -16,9 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from tests.helpers import encode
 from tricolor.imaging import CROP_SIZE, ImageRejected, Limits, Preprocessed, preprocess
-
-from conftest import encode
 
 RESIZE_SIZE, THUMBNAIL_SIZE = 232, 64
 LIMITS = Limits()

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
+from tests.helpers import encode, png_bomb
 from tricolor.imaging import (
     CROP_SIZE,
     ImageRejected,
@@ -18,8 +19,6 @@ from tricolor.imaging import (
     preprocess,
     resized_size,
 )
-
-from conftest import encode, png_bomb
 
 LIMITS = Limits()
 

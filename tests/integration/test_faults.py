@@ -16,10 +16,9 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import tritonclient.grpc as grpcclient
 
+from tests.helpers import ARTIFACTS, generated_images, start_server, stub_processes, wait_for
 from tricolor.client import Classification, TricolorClient
 from tricolor.settings import PROJECT_ROOT
-
-from conftest import ARTIFACTS, generated_images, start_server, stub_processes, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -18,10 +18,7 @@ import tritonclient.http as httpclient
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-from tricolor.client import TricolorClient, image_input
-from tricolor.imaging import IMAGENET_STD, Limits
-
-from conftest import (
+from tests.helpers import (
     encode,
     generated_images,
     infer,
@@ -34,6 +31,8 @@ from conftest import (
     wait_for,
     wait_for_metric,
 )
+from tricolor.client import TricolorClient, image_input
+from tricolor.imaging import IMAGENET_STD, Limits
 
 pytestmark = pytest.mark.integration
 

@@ -22,15 +22,14 @@ from PIL import Image
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from tests.helpers import ARTIFACTS, encode, photo_bytes, scrape, start_server
+from tests.integration.postgres_server import fresh_database, postgres_server
 from tricolor.catalogue.labeller import shard_of
 from tricolor.catalogue.migrations import alembic_config
 from tricolor.catalogue.store import files, metadata, normalise_url, open_catalogue, pictures
 from tricolor.client import Classification, TricolorClient
 from tricolor.colours import RGB_PALETTE, RYB_PALETTE
 from tricolor.launcher import TritonServer
-
-from conftest import ARTIFACTS, encode, photo_bytes, scrape, start_server
-from postgres_server import fresh_database, postgres_server
 
 TRICOLOR = [sys.executable, "-m", "tricolor.cli"]
 DEADLINE_S = 120

@@ -17,12 +17,7 @@ import tritonclient.http as httpclient
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-from tricolor.client import ModelTimes, TricolorClient
-from tricolor.colours import RGB_PALETTE, RYB_PALETTE
-from tricolor.scores import softmax
-from tricolor.settings import MODEL_REPOSITORY
-
-from conftest import (
+from tests.helpers import (
     ARTIFACTS,
     WAIT_S,
     encode,
@@ -37,6 +32,10 @@ from conftest import (
     wait_for,
     wait_for_metric,
 )
+from tricolor.client import ModelTimes, TricolorClient
+from tricolor.colours import RGB_PALETTE, RYB_PALETTE
+from tricolor.scores import softmax
+from tricolor.settings import MODEL_REPOSITORY
 
 pytestmark = pytest.mark.integration
 
@@ -393,7 +392,7 @@ def test_second_look_failure_fails_only_the_requests_that_needed_it(
 ) -> None:
     """Requests that need the second look and requests that do not, in one postprocess
     execute call: a failed BLS request fails the first kind and answers the second."""
-    names = ["chelsea.png", "rocket.png", "coffee.png", "hubble.png"]
+    names = ["chelsea.png", "rocket.png", "coffee.png", "hubble_deep_field.png"]
     payloads = [photo_bytes()[name] for name in names]
     with TricolorClient(controllable_server.grpc_url, timeout_s=2 * WAIT_S) as client:
         reload_model("postprocess", second_look_below="0")

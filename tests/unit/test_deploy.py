@@ -388,3 +388,15 @@ def test_network_policy_lets_only_the_ui_and_ingress_infer_and_prometheus_scrape
     ui = find(objects, "Deployment", "ui")["spec"]["template"]["spec"]["containers"][0]
     assert {"name": "TRITON_URL", "value": "triton:8001"} in ui["env"]
     find(objects, "Service", "ui")
+
+
+def test_gpu_check_starts() -> None:
+    """`make gpu-check` is run on a GPU host only: here it must at least import and parse."""
+    started = subprocess.run(
+        [sys.executable, "-m", "deploy.gpu_check", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=PROJECT_ROOT,
+    )
+    assert started.returncode == 0 and "usage:" in started.stdout, started.stderr

@@ -15,10 +15,9 @@ import tritonclient.grpc as grpcclient
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
+from tests.helpers import ARTIFACTS, encode, infer, scrape, start_server
 from tricolor.launcher import TritonServer
 from tricolor.settings import MODEL_REPOSITORY
-
-from conftest import ARTIFACTS, encode, infer, scrape, start_server
 
 pytestmark = pytest.mark.integration
 
