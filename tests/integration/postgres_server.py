@@ -17,6 +17,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests.helpers import stop_process
 from tricolor.settings import free_ports
 
 POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -86,12 +87,7 @@ def postgres_server(log: Path, timeout_s: float = 60.0) -> Iterator[str]:
             time.sleep(0.2)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         shutil.rmtree(folder, ignore_errors=True)
 
 

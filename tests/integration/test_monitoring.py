@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helpers import ARTIFACTS, generated_images, scrape, wait_for
+from tests.helpers import ARTIFACTS, generated_images, scrape, stop_process, wait_for
 from tricolor.launcher import TritonServer
 from tricolor.settings import PROJECT_ROOT, free_ports
 
@@ -122,8 +122,7 @@ def prometheus(server: TritonServer, tmp_path_factory: pytest.TempPathFactory) -
         wait_for(readiness, lambda seen: seen == "HTTP 200", "prometheus ready")
         yield base
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop_process(process)
         log.close()
 
 

@@ -21,7 +21,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from tests.helpers import ARTIFACTS, encode, photo_bytes
+from tests.helpers import ARTIFACTS, encode, photo_bytes, stop_process
 from tricolor.client import Classification, ModelTimes, TricolorClient
 from tricolor.colours import RGB_PALETTE
 from tricolor.launcher import TritonServer
@@ -78,15 +78,6 @@ def start_ui(
     pytest.fail(f"the UI did not answer at {url} within 120 s")
 
 
-def stop_ui(process: subprocess.Popen[bytes]) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @pytest.fixture(scope="module")
 def catalogue_db(server: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A catalogue labelled by `tricolor label` before the UI starts: solid colours, photos."""
@@ -124,7 +115,7 @@ def ui_url(
         server.grpc_url, "ui.log", tmp_path_factory.mktemp("gradio"), catalogue_db
     )
     yield url
-    stop_ui(process)
+    stop_process(process)
 
 
 def search_json(db_url: str, *args: str) -> list[dict]:
@@ -286,7 +277,7 @@ def test_server_down_is_a_message_not_a_traceback(
         with pytest.raises(AppError, match="Triton is not reachable at 127.0.0.1"):
             down.predict(handle_file(str(photos["chelsea.png"])), api_name="/classify")
     finally:
-        stop_ui(process)
+        stop_process(process)
 
 
 def _readme_png(screenshot: bytes) -> bytes:
