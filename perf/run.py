@@ -20,7 +20,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import tomllib
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # the project supports 3.10
+    import tomli as tomllib
+
 
 from tricolor.launcher import TritonServer, start_on_free_ports
 from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT
