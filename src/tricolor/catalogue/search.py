@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from tricolor.catalogue.store import (
     PALETTES,
+    Answer,
     Catalogue,
     as_utc,
     classes,
@@ -80,28 +81,22 @@ class Query:
         return " and ".join(parts) or "everything"
 
 
-@dataclass
-class Hit:
-    """One matching picture, in the shape of `tricolor search --json`'s elements."""
+@dataclass(frozen=True)
+class Hit(Answer):
+    """One matching picture, in the shape of `tricolor search --json`'s elements: the stored
+    answer, plus where the picture is and where the answer came from."""
 
     path: str
     sha256: str
     size: int
     width: int | None
     height: int | None
-    labels: list[str]
-    scores: list[float]
-    class_ids: list[int]
-    color_rgb: str
-    color_ryb: str
-    color_rgb_shares: list[float]
-    color_ryb_shares: list[float]
-    second_look: bool
     provenance: dict[str, Any]
     duplicates: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        fields = dict(self.__dict__)
+        return {"path": fields.pop("path"), **fields}
 
 
 @dataclass
@@ -118,7 +113,8 @@ class Refusal:
     provenance: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        fields = dict(self.__dict__)
+        return {"path": fields.pop("path"), **fields}
 
 
 def label_counts(catalogue: Catalogue) -> list[tuple[str, int]]:
