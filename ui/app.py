@@ -22,7 +22,7 @@ import gradio as gr
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-from tricolor.catalogue.labeller import probe_image, read_provenance, upright_size
+from tricolor.catalogue.labeller import probe_image, read_provenance, shown_size
 from tricolor.catalogue.search import Page, Query, SearchError, label_counts, search
 from tricolor.catalogue.store import (
     Answer,
@@ -143,7 +143,7 @@ class CatalogueStore:
             kept.parent.mkdir(parents=True, exist_ok=True)
             kept.write_bytes(data)
         provenance = read_provenance(backend.client, probe_image())
-        width, height = upright_size(data)
+        width, height = shown_size(data)
         catalogue = self.open(create=True)
         assert catalogue is not None
         catalogue.write(

@@ -63,6 +63,12 @@ class Limits:
     max_decoded_pixels: int = 50_000_000
 
 
+def upright_size(size: tuple[int, int], orientation: int) -> tuple[int, int]:
+    """(width, height) as stored -> as shown once EXIF `orientation` is applied (5-8 swap)."""
+    width, height = size
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
 @dataclass(frozen=True)
 class Decoded:
     """An RGB image as stored (before its EXIF orientation), maybe reduced by `draft`."""
@@ -75,8 +81,7 @@ class Decoded:
     @property
     def upright_size(self) -> tuple[int, int]:
         """(width, height) at full resolution once the orientation is applied."""
-        width, height = self.full_size
-        return (height, width) if self.orientation in (5, 6, 7, 8) else (width, height)
+        return upright_size(self.full_size, self.orientation)
 
 
 @dataclass(frozen=True)

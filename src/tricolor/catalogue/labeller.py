@@ -42,7 +42,8 @@ from tricolor.client import (
     rows_to_classifications,
 )
 from tricolor.contract import COMPOSING_MODELS, MODEL_NAME
-from tricolor.imaging import EXIF_ORIENTATION
+from tricolor.imaging import EXIF_ORIENTATION, upright_size
+from tricolor.parameters import Parameters
 from tricolor.walk import ImageFile, find_images
 
 # files hashed and looked up in the store per round trip
@@ -77,17 +78,17 @@ def shard_of(relative: str, count: int) -> int:
     return int.from_bytes(digest[:8], "big") % count
 
 
-def upright_size(data: bytes) -> tuple[int | None, int | None]:
+def shown_size(data: bytes) -> tuple[int | None, int | None]:
     """(width, height) after the EXIF orientation, from the header alone; None if unreadable."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(io.BytesIO(data)) as image:
-                width, height = image.size
+                size = image.size
                 orientation = image.getexif().get(EXIF_ORIENTATION, 1)
     except Exception:  # noqa: BLE001 (any unreadable header: the server gives the reason)
         return None, None
-    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+    return upright_size(size, orientation)
 
 
 def read_provenance(client: TricolorClient, probe: bytes) -> Provenance:
@@ -103,10 +104,7 @@ def read_provenance(client: TricolorClient, probe: bytes) -> Provenance:
         config = client.model_config(name)
         settings[name] = {
             "runtime": config.get("platform") or config.get("backend", ""),
-            "parameters": {
-                key: value.get("string_value", "")
-                for key, value in sorted(config.get("parameters", {}).items())
-            },
+            "parameters": dict(sorted(Parameters.from_model_config(config).values.items())),
         }
     answer = client.classify_one(probe, "probe")
     if answer.error is not None:
@@ -455,7 +453,7 @@ class Labeller:
             self._pending.pop(pending.sha256, None)
             self._written.add(pending.sha256)
             files = list(pending.files)
-        width, height = upright_size(pending.data)
+        width, height = shown_size(pending.data)
         self._records.put(
             PictureRecord(
                 sha256=pending.sha256,
