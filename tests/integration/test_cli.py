@@ -144,6 +144,14 @@ def test_serve_reports_a_port_already_in_use() -> None:
     assert f"port {port} on 127.0.0.1 is already in use (HTTP_PORT)" in done.stderr
 
 
+def test_serve_system_without_tritonserver_says_what_helps_in_that_mode() -> None:
+    done = run_tricolor("serve", "--tritonserver", "system", PATH=str(Path(sys.executable).parent))
+    assert done.returncode == 1
+    assert "--tritonserver system: no `tritonserver` on PATH" in done.stderr, done.stderr
+    assert "/opt/tritonserver/bin" in done.stderr and "make setup" not in done.stderr
+    assert "Traceback" not in done.stderr
+
+
 @dataclass
 class Serving:
     """`tricolor serve` as a user runs it; a thread collects its output line by line."""

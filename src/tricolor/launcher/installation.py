@@ -86,7 +86,24 @@ def find_installation(prefer: str = "auto") -> TritonInstallation:
         installation = finder()
         if installation is not None:
             return installation
-    raise LauncherError(
+    raise LauncherError(not_found(prefer))
+
+
+def not_found(prefer: str) -> str:
+    """What to do when the mode asked for finds no tritonserver."""
+    if prefer == "embedded":
+        return (
+            f"--tritonserver embedded: nvidia-pytriton is not installed for {sys.executable}; "
+            "run `make setup` (installs it into .venv) and use .venv/bin/tricolor"
+        )
+    if prefer == "system":
+        return (
+            f"--tritonserver system: no `tritonserver` on PATH ({os.environ.get('PATH', '')}); "
+            "in NVIDIA's Triton container it is /opt/tritonserver/bin/tritonserver "
+            "(`export PATH=/opt/tritonserver/bin:$PATH`); elsewhere install Triton Inference "
+            "Server, or leave out --tritonserver to run the embedded one"
+        )
+    return (
         "no tritonserver found: run `make setup` (installs nvidia-pytriton into .venv) "
         "or put NVIDIA's tritonserver on PATH"
     )
