@@ -2,13 +2,17 @@
 
 The pure functions on made-up numbers first (each verdict can go both ways), then verify.py
 and the contract check end to end against the embedded CPU server, where resnet50 runs the
-same FP32 ONNX (so the agreement must be exact).
+same FP32 ONNX (so the agreement must be exact); and `make gpu-check` itself, which on this
+host and against the CPU server must stop at its preconditions with the right reason.
 """
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +20,7 @@ import tritonclient.grpc as grpcclient
 
 from tests.helpers import infer, photo_bytes
 from tricolor.contract import OUTPUT_NAMES
-from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT
+from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT, free_ports
 from tricolor.verification import (
     SOFTMAX_TOLERANCE,
     agreement_table,
@@ -96,3 +100,71 @@ def test_a_real_classify_answer_keeps_the_contract(grpc_client) -> None:
     outputs = infer(grpc_client, grpcclient, photos, outputs=OUTPUT_NAMES)
     labels = (MODEL_REPOSITORY / "postprocess" / "labels.txt").read_text().splitlines()
     assert contract_problems(outputs, len(photos), len(labels)) == []
+
+
+def gpu_check(path: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`make gpu-check` as run on a host whose PATH is `path` (the system's commands are
+    reached through it: nvidia-smi, docker)."""
+    return subprocess.run(
+        [sys.executable, "-m", "deploy.gpu_check", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=PROJECT_ROOT,
+        env={**os.environ, "PATH": path, **env},
+    )
+
+
+@pytest.fixture
+def fake_gpu_host(tmp_path: Path) -> str:
+    """A PATH whose `nvidia-smi -L` lists a GPU (the one thing this host cannot have), then the
+    real PATH (this host's docker CLI has no compose plugin)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    nvidia_smi = bin_dir / "nvidia-smi"
+    nvidia_smi.write_text("#!/bin/sh\necho 'GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-0)'\n")
+    nvidia_smi.chmod(0o755)
+    return f"{bin_dir}{os.pathsep}{os.environ['PATH']}"
+
+
+def stopped_for(done: subprocess.CompletedProcess[str]) -> str:
+    """The one reason gpu-check stopped for; it must have checked nothing."""
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr, done.stderr
+    assert "== summary" not in done.stdout and "== verify" not in done.stdout, done.stdout
+    (line,) = [line for line in done.stdout.splitlines() if "gpu-check stopped" in line]
+    return line
+
+
+def test_gpu_check_stops_without_a_gpu(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "no GPU visible: nvidia-smi is not on PATH" in stopped_for(gpu_check(str(empty)))
+
+
+@pytest.mark.skipif(
+    subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0
+    if shutil.which("docker")
+    else False,
+    reason="this host has docker compose",
+)
+def test_gpu_check_stops_without_docker_compose(fake_gpu_host: str) -> None:
+    reason = stopped_for(gpu_check(fake_gpu_host))
+    assert ("docker compose is not available" in reason) or ("docker is not on PATH" in reason)
+
+
+def test_gpu_check_stops_without_a_server(fake_gpu_host: str) -> None:
+    (port,) = free_ports(1)
+    done = gpu_check(fake_gpu_host, "--no-compose", "--url", f"127.0.0.1:{port}")
+    assert f"no Triton answers at 127.0.0.1:{port} (gRPC)" in stopped_for(done)
+
+
+def test_gpu_check_stops_on_a_cpu_server(server, fake_gpu_host: str) -> None:
+    (metrics_port,) = free_ports(1)
+    done = gpu_check(
+        fake_gpu_host, "--no-compose", "--url", server.grpc_url, METRICS_PORT=str(metrics_port)
+    )
+    reason = stopped_for(done)
+    assert "resnet50 is served by python (onnxruntime), not the TensorRT plan" in reason
+    host = server.grpc_url.rsplit(":", 1)[0]
+    assert f"metrics at http://{host}:{metrics_port}/metrics" in done.stdout
