@@ -8,15 +8,15 @@ UI_VENV := .venv-ui
 # random, or the path of a state-dict checkpoint (then LABELS=file with one class per line)
 WEIGHTS ?= imagenet
 LABELS ?=
-ONNX_MODEL := model_repository/resnet50/1/model.onnx
-LABELS_FILE := model_repository/postprocess/labels.txt
+# where `make setup` exports model.onnx, labels.txt and weights.json (a command-line variable:
+# the tests export into a copy)
+MODEL_REPOSITORY := model_repository
 RUFF := $(VENV)/bin/ruff
 
 .PHONY: setup serve demo test perf torchserve-venv int8 engine gpu-check check fmt clean test-deps \
 	perf-deps
 
-setup: $(VENV)/.installed $(EXPORT_VENV)/.installed $(UI_VENV)/.installed $(ONNX_MODEL) \
-	$(LABELS_FILE)
+setup: $(VENV)/.installed $(EXPORT_VENV)/.installed $(UI_VENV)/.installed export
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,9 +37,13 @@ $(UI_VENV)/.installed: ui/requirements.txt pyproject.toml
 	$(UI_VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
 
-$(ONNX_MODEL) $(LABELS_FILE) &: | $(EXPORT_VENV)/.installed
+# every time: export.py re-exports when WEIGHTS / LABELS differ from what weights.json
+# records (and says why), else says the model is current without importing torch
+.PHONY: export
+export: | $(EXPORT_VENV)/.installed
 	$(EXPORT_VENV)/bin/python build_engines/export.py --weights "$(WEIGHTS)" \
-		$(if $(LABELS),--labels "$(LABELS)")
+		--output $(MODEL_REPOSITORY)/resnet50/1/model.onnx \
+		--labels-out $(MODEL_REPOSITORY)/postprocess/labels.txt $(if $(LABELS),--labels "$(LABELS)")
 
 serve: setup
 	$(VENV)/bin/tricolor serve

@@ -4,6 +4,11 @@ Run in the export venv from the repository root:
 
     .venv-export/bin/python build_engines/export.py [--weights imagenet|random|PATH] [--force]
 
+It follows what it is asked for: when `weights.json` beside the labels records other weights
+(another seed, another checkpoint's SHA-256, random weights where the ImageNet checkpoint is
+now in the torch hub cache) or `labels.txt` holds other labels, it says why and re-exports;
+otherwise it says so and exits without importing torch. `--force` re-exports anyway.
+
 The ONNX model has input `input` FP32 [-1, 3, 224, 224] and output `logits` FP32
 [-1, num_classes], a dynamic batch axis, and provenance in its metadata (`weights`,
 `num_classes`, `resize_size`, and `warning` whenever the weights are random). It is checked
@@ -17,6 +22,7 @@ import hashlib
 import http.client
 import json
 import logging
+import os
 import socket
 import sys
 import warnings
@@ -43,6 +49,8 @@ MIN_OPSET = 17
 CHECK_BATCH = 2
 MAX_ABS_DIFF = 1e-3  # ONNX Runtime vs PyTorch logits, both FP32 on CPU
 DOWNLOAD_TIMEOUT_S = 10.0
+IMAGENET_CHECKPOINT = "resnet50-11ad3fa6.pth"  # IMAGENET1K_V2's file in the torch hub cache
+DEFAULT_LABELS = "imagenet"  # weights.json's `labels` when the names come from torchvision
 
 
 @dataclass
@@ -76,7 +84,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--labels-out", type=Path, default=DEFAULT_LABELS_OUT, help="labels file to write"
     )
-    parser.add_argument("--force", action="store_true", help="re-export even if outputs exist")
+    parser.add_argument(
+        "--force", action="store_true", help="re-export even if the outputs are what is asked"
+    )
     args = parser.parse_args(argv)
     if args.opset < MIN_OPSET:
         parser.error(f"--opset must be >= {MIN_OPSET}")
@@ -165,6 +175,10 @@ def load_imagenet(labels: list[str] | None, seed: int) -> LoadedWeights:
     return LoadedWeights(model, labels, {"weights": "imagenet1k_v2"})
 
 
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def load_checkpoint(path: Path, labels: list[str]) -> LoadedWeights:
     """A local state dict (e.g. fine-tuned); num_classes comes from its `fc.weight`."""
     import torch
@@ -179,8 +193,7 @@ def load_checkpoint(path: Path, labels: list[str]) -> LoadedWeights:
     check_label_count(labels, num_classes, "--labels")
     model = resnet50(weights=None, num_classes=num_classes)
     model.load_state_dict(state_dict)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
-    metadata = {"weights": f"checkpoint:{path.name}", "checkpoint_sha256": digest}
+    metadata = {"weights": f"checkpoint:{path.name}", "checkpoint_sha256": sha256_of(path)}
     return LoadedWeights(model, labels, metadata)
 
 
@@ -260,7 +273,15 @@ def write_labels(path: Path, labels: list[str]) -> None:
 
 def write_provenance(path: Path, metadata: dict[str, str]) -> None:
     """`weights.json` beside the labels: `postprocess` reports it in every answer (`WEIGHTS`)."""
-    keys = ("weights", "warning", "num_classes", "resize_size", "seed", "checkpoint_sha256")
+    keys = (
+        "weights",
+        "warning",
+        "num_classes",
+        "resize_size",
+        "seed",
+        "checkpoint_sha256",
+        "labels",
+    )
     provenance = {key: metadata[key] for key in keys if key in metadata}
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
@@ -279,6 +300,7 @@ def run_export(args: argparse.Namespace) -> int:
         **weights.metadata,
         "num_classes": str(num_classes),
         "resize_size": str(RESIZE_SIZE),
+        "labels": DEFAULT_LABELS if args.labels is None else f"file:{args.labels.name}",
         "torch_version": torch.__version__,
         "torchvision_version": torchvision.__version__,
         "exporter": "build_engines/export.py (torch.onnx, dynamo=False)",
@@ -319,17 +341,75 @@ def run_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def imagenet_checkpoint_cached() -> bool:
+    """Whether IMAGENET1K_V2 is in the torch hub cache (torch.hub.get_dir's rule, no torch)."""
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    torch_home = Path(os.environ.get("TORCH_HOME") or Path(cache) / "torch")
+    return (torch_home / "hub" / "checkpoints" / IMAGENET_CHECKPOINT).is_file()
+
+
+def asked_weights_differ(args: argparse.Namespace, recorded: dict[str, str]) -> str | None:
+    """Why the recorded weights are not those asked for, or None when they are."""
+    weights = recorded.get("weights", "?")
+    if args.weights == "random":
+        if weights != "random" or recorded.get("seed") != str(args.seed):
+            return f"random weights (seed {args.seed}) asked, {weights} recorded"
+    elif args.weights == "imagenet":
+        if weights == "random_fallback" and recorded.get("seed") == str(args.seed):
+            if imagenet_checkpoint_cached():
+                return f"{IMAGENET_CHECKPOINT} is now in the torch hub cache"
+        elif weights != "imagenet1k_v2":
+            return f"ImageNet weights asked, {weights} recorded"
+    else:
+        path = Path(args.weights)
+        if weights != f"checkpoint:{path.name}":
+            return f"checkpoint {path} asked, {weights} recorded"
+        if recorded.get("checkpoint_sha256") != sha256_of(path):
+            return f"{path} is not the checkpoint recorded (its SHA-256 differs)"
+    return None
+
+
+def asked_labels_differ(args: argparse.Namespace, recorded: dict[str, str]) -> str | None:
+    """Why the served labels are not those asked for, or None when they are."""
+    if args.labels is None:
+        # weights.json before `labels` was recorded: only checkpoints came with their own names
+        default = DEFAULT_LABELS if not recorded.get("checkpoint_sha256") else "a labels file"
+        if recorded.get("labels", default) != DEFAULT_LABELS:
+            return "torchvision's ImageNet-1k names asked, another labels file served"
+    elif read_labels(args.labels) != read_labels(args.labels_out):
+        return f"{args.labels} differs from {args.labels_out}"
+    return None
+
+
+def export_reason(args: argparse.Namespace) -> str | None:
+    """Why an export must run (outputs missing, or not what is asked), or None."""
+    provenance = args.labels_out.with_name(PROVENANCE_FILE)
+    missing = [path for path in (args.output, args.labels_out, provenance) if not path.is_file()]
+    if missing:
+        return f"{', '.join(map(str, missing))} missing"
+    if args.force:
+        return "--force"
+    recorded = json.loads(provenance.read_text(encoding="utf-8"))
+    return asked_weights_differ(args, recorded) or asked_labels_differ(args, recorded)
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point."""
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     args = parse_args(argv)
-    if args.output.is_file() and args.labels_out.is_file() and not args.force:
+    reason = export_reason(args)
+    if reason is None:
         LOG.info(
-            "%s and %s exist; nothing to do (--force re-exports)", args.output, args.labels_out
+            "%s and %s are what is asked (weights %s%s); nothing to do (--force re-exports)",
+            args.output,
+            args.labels_out,
+            args.weights,
+            "" if args.labels is None else f", labels {args.labels}",
         )
         return 0
+    LOG.info("exporting: %s", reason)
     return run_export(args)
 
 

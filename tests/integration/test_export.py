@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -10,8 +11,10 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from tests.helpers import EXPORT_PYTHON
-from tricolor.settings import PROJECT_ROOT
+from tests.helpers import EXPORT_PYTHON, start_server
+from tricolor.client import TricolorClient
+from tricolor.samples import sample_photos
+from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT
 
 EXPORT = PROJECT_ROOT / "build_engines" / "export.py"
 CLASSES = 47
@@ -77,3 +80,82 @@ def test_labels_that_do_not_match_the_checkpoint_are_refused(tmp_path: Path, che
     assert done.returncode != 0
     assert f"{CLASSES - 1} class names but the model has {CLASSES} classes" in done.stderr
     assert not (tmp_path / "model.onnx").exists()
+
+
+FT_CLASSES = 3
+# `make setup` with the venvs taken as built: the test must not reinstall them
+VENV_STAMPS = (".venv/.installed", ".venv-export/.installed", ".venv-ui/.installed")
+
+
+def make_setup(repository: Path, *variables: str) -> subprocess.CompletedProcess[str]:
+    """`make setup VARIABLE=...` as a user types it, exporting into `repository` (a copy: the
+    session's server serves the worktree's model_repository meanwhile)."""
+    return subprocess.run(
+        [
+            "make",
+            "--no-print-directory",
+            *(f"--old-file={stamp}" for stamp in VENV_STAMPS),
+            "setup",
+            f"MODEL_REPOSITORY={repository}",
+            *variables,
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_make_setup_follows_the_weights_and_labels_asked(tmp_path: Path) -> None:
+    """A 3-class fine-tuned checkpoint served through `make setup`, then back to the default."""
+    repository = tmp_path / "model_repository"
+    shutil.copytree(MODEL_REPOSITORY, repository, ignore=shutil.ignore_patterns("*.onnx", "*.plan"))
+    onnx = repository / "resnet50" / "1" / "model.onnx"
+    shutil.copy2(MODEL_REPOSITORY / "resnet50" / "1" / "model.onnx", onnx)
+    default_labels = (MODEL_REPOSITORY / "postprocess" / "labels.txt").read_text()
+    served = json.loads((MODEL_REPOSITORY / "postprocess" / "weights.json").read_text())
+    served_onnx = (MODEL_REPOSITORY / "resnet50" / "1" / "model.onnx").stat().st_mtime_ns
+    weights = tmp_path / "ft.pth"
+    subprocess.run(
+        [
+            str(EXPORT_PYTHON),
+            "-c",
+            "import sys, torch, torchvision; torch.manual_seed(2); "
+            f"model = torchvision.models.resnet50(num_classes={FT_CLASSES}); "
+            "torch.save(model.state_dict(), sys.argv[1])",
+            str(weights),
+        ],
+        check=True,
+    )
+    labels = tmp_path / "ft_labels.txt"
+    labels.write_text("monstera\npothos\nsnake plant\n")
+
+    done = make_setup(repository, f"WEIGHTS={weights}", f"LABELS={labels}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"exporting: checkpoint {weights} asked, {served['weights']} recorded" in done.stderr
+    assert (repository / "postprocess" / "labels.txt").read_text() == labels.read_text()
+    server = start_server("tritonserver-finetuned.log", model_repository=repository)
+    try:
+        with TricolorClient(server.grpc_url) as client:
+            answer = client.classify_one(next(iter(sample_photos().values())), "photo")
+    finally:
+        server.stop()
+    assert answer.error is None, answer.error
+    assert sorted(answer.labels) == ["monstera", "pothos", "snake plant"]
+    assert answer.weights == "checkpoint:ft.pth"
+
+    exported = onnx.stat().st_mtime_ns
+    again = make_setup(repository, f"WEIGHTS={weights}", f"LABELS={labels}")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "nothing to do" in again.stderr and onnx.stat().st_mtime_ns == exported
+
+    back = make_setup(repository, "WEIGHTS=random")
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert "exporting: random weights (seed 0) asked, checkpoint:ft.pth recorded" in back.stderr
+    assert (repository / "postprocess" / "labels.txt").read_text() == default_labels
+    provenance = json.loads((repository / "postprocess" / "weights.json").read_text())
+    assert (provenance["weights"], provenance["labels"]) == ("random", "imagenet")
+    session = ort.InferenceSession(str(onnx), providers=["CPUExecutionProvider"])
+    assert session.get_outputs()[0].shape == ["batch", 1000]
+    # the session's server went on serving the worktree's repository, untouched
+    assert (MODEL_REPOSITORY / "resnet50" / "1" / "model.onnx").stat().st_mtime_ns == served_onnx
