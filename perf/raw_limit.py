@@ -70,6 +70,24 @@ def timed(run, batch: np.ndarray, seconds: float) -> list[float]:
     return latencies
 
 
+ROW_COLUMNS = (
+    f"{'runtime':<12} {'model':<16} {'sessions':>8} {'threads':>7} {'batch':>5} "
+    f"{'images/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'runs':>6}"
+)
+
+
+def row_line(row: RawRow) -> str:
+    """One measurement under ROW_COLUMNS (p50 / p99 per batch; none for parallel sessions)."""
+
+    def ms(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
+    return (
+        f"{row.runtime:<12} {row.model:<16} {row.sessions:>8} {row.threads:>7} {row.batch:>5} "
+        f"{row.images_per_s:>9.1f} {ms(row.p50_ms):>8} {ms(row.p99_ms):>8} {row.runs:>6}"
+    )
+
+
 def bench_runtime(
     runtime: str, model: Path, inputs: np.ndarray, batches, threads, seconds
 ) -> list[RawRow]:
@@ -92,7 +110,7 @@ def bench_runtime(
                     runs=len(latencies),
                 )
             )
-            print(rows[-1], flush=True)
+            print(row_line(rows[-1]), flush=True)
     return rows
 
 
@@ -130,7 +148,7 @@ def bench_parallel(
         p99_ms=None,
         runs=sum(counts),
     )
-    print(row, flush=True)
+    print(row_line(row), flush=True)
     return row
 
 
@@ -178,6 +196,7 @@ def main() -> None:
     threads = [int(value) for value in args.threads.split(",")]
     load_before = os.getloadavg()
     rows = []
+    print(ROW_COLUMNS, flush=True)
     for runtime in args.runtimes.split(","):
         try:
             rows += bench_runtime(runtime, args.model, inputs, batches, threads, args.seconds)

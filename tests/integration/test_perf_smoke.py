@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from perf.raw_limit import ROW_COLUMNS
 from tests.helpers import encode, generated_images
 from tricolor.client import Classification
 from tricolor.launcher import TritonServer, metric_sum
@@ -184,3 +185,17 @@ def test_soak_script_starts() -> None:
     )
     assert finished.returncode == 0, finished.stderr[-2000:]
     assert "usage:" in finished.stdout
+
+
+def test_raw_limit_prints_a_readable_table(tmp_path: Path) -> None:
+    """What `make perf SMOKE=1` shows of the in-process limit: one header, one line a row."""
+    out = perf(
+        "raw_limit", "--seconds", 0.2, "--batches", "1", "--threads", "1",
+        "--runtimes", "onnxruntime", "--out", tmp_path / "raw.json",
+    )  # fmt: skip
+    assert "RawRow(" not in out, out
+    lines = out.splitlines()
+    header = lines.index(ROW_COLUMNS)
+    first = lines[header + 1].split()
+    assert first[:5] == ["onnxruntime", "model.onnx", "1", "1", "1"], lines[header + 1]
+    assert float(first[5]) > 0 and json.loads((tmp_path / "raw.json").read_text())["rows"]
