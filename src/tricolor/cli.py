@@ -20,18 +20,19 @@ from tricolor.settings import (
     DEFAULT_HTTP_PORT,
     DEFAULT_METRICS_PORT,
     MODEL_REPOSITORY,
+    SERVER_ADDRESS_RULE,
     Ports,
     default_triton_url,
 )
 from tricolor.walk import find_images
 from tricolor.weights import random_weights_warning
 
-
-def default_url(protocol: str) -> str:
-    """`TRITON_URL` is the gRPC address; HTTP defaults to the local `HTTP_PORT`."""
-    if protocol == "grpc":
-        return default_triton_url()
-    return f"localhost:{Ports.from_env().http}"
+# `classify`'s exit codes (the README lists them): what the caller does next
+EXIT_USAGE = 2  # a path that does not exist, no image among the paths, a bad option
+EXIT_NO_SERVER = 3  # no ready server with `classify` where SERVER_ADDRESS_RULE looks
+EXIT_UNANSWERED = 4  # some images got no answer (the server went away or failed): run again
+EXIT_REFUSED = 5  # the server refused some images (bad input): their reasons are printed
+EXIT_INTERRUPTED = 130  # Ctrl-C; 1 is left to an unexpected failure (a bug: a traceback)
 
 
 def swatch(hex_code: str, name: str) -> Text:
@@ -42,7 +43,10 @@ def render_table(results: list[Classification], console: Console) -> None:
     for result in results:
         if result.error is not None:
             console.print(
-                Text.assemble((result.path, "bold red"), f": refused: {result.error}"),
+                Text.assemble(
+                    (result.path, "bold red"),
+                    f": refused: {result.error}" if result.refused else f": {result.error}",
+                ),
                 soft_wrap=True,
             )
             continue
@@ -80,7 +84,7 @@ def warn_about_weights(weights: set[str]) -> None:
 def no_server_hint(url: str, protocol: str) -> str:
     return (
         f"tricolor: no ready Triton with `classify` at {url} ({protocol}); start one with "
-        "`make serve`, or point to a running one with --url HOST:PORT or TRITON_URL"
+        f"`make serve`. Where clients look: {SERVER_ADDRESS_RULE}"
     )
 
 
@@ -89,24 +93,31 @@ def command_classify(args: argparse.Namespace) -> int:
         paths = [found.path for found in find_images(args.images)]
     except FileNotFoundError as exc:
         print(f"tricolor: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     if not paths:
         print(f"tricolor: no image files in {', '.join(args.images)}", file=sys.stderr)
-        return 2
-    url = args.url or default_url(args.protocol)
-    with TricolorClient(url, protocol=args.protocol, timeout_s=args.timeout) as client:
-        if not client.is_ready():
-            print(no_server_hint(url, args.protocol), file=sys.stderr)
-            return 3
-        results = client.classify_many(
-            [path.read_bytes() for path in paths], [str(path) for path in paths], args.concurrency
-        )
+        return EXIT_USAGE
+    url = args.url or default_triton_url(args.protocol)
+    try:
+        with TricolorClient(url, protocol=args.protocol, timeout_s=args.timeout) as client:
+            if not client.is_ready():
+                print(no_server_hint(url, args.protocol), file=sys.stderr)
+                return EXIT_NO_SERVER
+            results = client.classify_many(
+                [path.read_bytes() for path in paths],
+                [str(path) for path in paths],
+                args.concurrency,
+            )
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     if args.json:
         print(json.dumps([result.to_json() for result in results], indent=2))
     else:
         render_table(results, Console())
     warn_about_weights({result.weights for result in results if result.error is None})
-    return 1 if any(result.error for result in results) else 0
+    if any(result.error is not None and not result.refused for result in results):
+        return EXIT_UNANSWERED
+    return EXIT_REFUSED if any(result.refused for result in results) else 0
 
 
 def command_serve(args: argparse.Namespace) -> int:
@@ -127,9 +138,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tricolor", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
-    classify = commands.add_parser("classify", help="classify images with the running server")
+    classify = commands.add_parser(
+        "classify",
+        help="classify images with the running server",
+        epilog=f"exit codes: 0 every image answered; {EXIT_REFUSED} the server refused some "
+        f"(each with its reason); {EXIT_UNANSWERED} some got no answer (the server went away): "
+        f"run again; {EXIT_NO_SERVER} no server; {EXIT_USAGE} usage (no such path, no image); "
+        f"1 an unexpected failure (a bug: the traceback is printed); {EXIT_INTERRUPTED} / 143 "
+        "after Ctrl-C / SIGTERM",
+    )
     classify.add_argument("images", nargs="+", metavar="PATH", help="image files or folders")
-    classify.add_argument("--url", help="server host:port (default: TRITON_URL or localhost)")
+    classify.add_argument(
+        "--url", help=f"server HOST:PORT (where clients look: {SERVER_ADDRESS_RULE})"
+    )
     classify.add_argument("--protocol", choices=PROTOCOLS, default="grpc")
     classify.add_argument("--json", action="store_true", help="print one JSON array")
     classify.add_argument("--concurrency", type=int, default=4, help="requests in flight")

@@ -52,10 +52,14 @@ class Classification:
     weights: str = ""
     latency_ms: float = 0.0
     error: str | None = None
+    # with `error`: True when the server refused the image (bad input), False when there was
+    # no answer at all (the server went away, timed out or failed)
+    refused: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """The CLI's `--json` element: `error` replaces the results of a refused image."""
         data = asdict(self)
+        del data["refused"]
         if self.error is None:
             del data["error"]
             return data
@@ -124,6 +128,12 @@ def row_reasons(message: str) -> dict[int, str]:
     if len(parts) < 3 or parts[0]:
         return {}
     return {int(row): reason for row, reason in zip(parts[1::2], parts[2::2], strict=True)}
+
+
+def is_refusal(exc: InferenceServerException) -> bool:
+    """Whether the server refused the request's input (gRPC INVALID_ARGUMENT, HTTP 400), as
+    opposed to failing or not answering."""
+    return exc.status() in ("StatusCode.INVALID_ARGUMENT", "400")
 
 
 def single_image_reason(message: str) -> str:
@@ -272,9 +282,17 @@ class TricolorClient:
             return self.classify_batch([image], [path])[0]
         except InferenceServerException as exc:
             elapsed = (time.perf_counter() - started) * 1e3
+            refused = is_refusal(exc)
+            reason = single_image_reason(exc.message())
             return Classification(
-                path=path, error=single_image_reason(exc.message()), latency_ms=elapsed
+                path=path,
+                error=reason if refused else f"not answered: {reason}",
+                latency_ms=elapsed,
+                refused=refused,
             )
+        except OSError as exc:  # HTTP: the connection itself failed (gRPC raises the above)
+            elapsed = (time.perf_counter() - started) * 1e3
+            return Classification(path=path, error=f"not answered: {exc}", latency_ms=elapsed)
 
     def classify_many(
         self, images: list[bytes], paths: list[str], concurrency: int = 4

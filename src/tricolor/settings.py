@@ -61,12 +61,22 @@ def ui_port() -> int:
     return _env_int("UI_PORT", DEFAULT_UI_PORT)
 
 
-def default_triton_url() -> str:
-    """gRPC `host:port` of the server clients talk to (`TRITON_URL`)."""
+# where every client (CLI, UI, gpu-check) looks for the server: what default_triton_url does,
+# in the words its error messages and the README use
+SERVER_ADDRESS_RULE = (
+    "--url HOST:PORT if given, else TRITON_URL (gRPC HOST:PORT; --protocol http uses its HOST "
+    "with HTTP_PORT), else localhost on GRPC_PORT / HTTP_PORT (8001 / 8000, as `tricolor "
+    "serve` binds them)"
+)
+
+
+def default_triton_url(protocol: str = "grpc") -> str:
+    """`host:port` of the server a client talks to without `--url` (SERVER_ADDRESS_RULE)."""
     url = os.environ.get("TRITON_URL", "").strip()
-    if url:
-        return url
-    return f"localhost:{_env_int('GRPC_PORT', DEFAULT_GRPC_PORT)}"
+    if protocol == "grpc":
+        return url or f"localhost:{_env_int('GRPC_PORT', DEFAULT_GRPC_PORT)}"
+    host = url.rsplit(":", 1)[0] if ":" in url else url
+    return f"{host or 'localhost'}:{_env_int('HTTP_PORT', DEFAULT_HTTP_PORT)}"
 
 
 def user_data_dir() -> Path:

@@ -22,7 +22,7 @@ from PIL import Image
 from tests.helpers import encode, generated_images
 from tricolor.client import TricolorClient
 from tricolor.launcher import python_stubs
-from tricolor.settings import Ports, free_ports
+from tricolor.settings import SERVER_ADDRESS_RULE, Ports, free_ports
 from tricolor.weights import random_weights_warning
 
 TRICOLOR = [sys.executable, "-m", "tricolor.cli"]
@@ -57,7 +57,7 @@ def test_classify_json_has_a_result_or_an_error_per_image(server, images, protoc
     done = run_tricolor(
         "classify", *map(str, images), "--json", "--url", url, "--protocol", protocol
     )
-    assert done.returncode == 1, done.stderr  # one image was refused
+    assert done.returncode == 5, done.stderr  # one image was refused
     results = json.loads(done.stdout)
     assert [result["path"] for result in results] == list(map(str, images))
     for result in results[:2]:
@@ -92,7 +92,7 @@ def test_random_weights_warning_on_stderr_in_both_formats(server, client, images
 
 def test_classify_table_uses_triton_url(server, images) -> None:
     done = run_tricolor("classify", *map(str, images), TRITON_URL=server.grpc_url)
-    assert done.returncode == 1, done.stderr
+    assert done.returncode == 5, done.stderr  # broken.jpg was refused
     assert images[0].name in done.stdout and "latency" in done.stdout
     assert "#" in done.stdout and "colour RGB" in done.stdout
     assert f"{images[2]}: refused: cannot decode image: " in done.stdout
@@ -109,7 +109,7 @@ def test_classify_walks_a_folder_recognising_images_by_content(server, tmp_path)
     (nested / "text.jpg").write_text("a text file named like a photo")
     (tmp_path / "album" / ".hidden.png").write_bytes(photos[1])
     done = run_tricolor("classify", str(tmp_path / "album"), "--json", TRITON_URL=server.grpc_url)
-    assert done.returncode == 1, done.stderr  # text.jpg goes to the server, which refuses it
+    assert done.returncode == 5, done.stderr  # text.jpg goes to the server, which refuses it
     results = {Path(result["path"]).name: result for result in json.loads(done.stdout)}
     assert sorted(results) == ["a.png", "no_extension", "text.jpg"]
     assert results["a.png"]["labels"] and results["no_extension"]["labels"]
@@ -129,6 +129,32 @@ def test_classify_says_when_no_server_listens(images) -> None:
     assert done.returncode == 3
     assert "no ready Triton" in done.stderr and "make serve" in done.stderr
     assert "--url HOST:PORT" in done.stderr and "TRITON_URL" in done.stderr
+
+
+def test_http_looks_on_triton_urls_host_at_http_port(server, images) -> None:
+    """One rule for both protocols: TRITON_URL names the server, HTTP_PORT its HTTP port."""
+    http_port = server.http_url.rsplit(":", 1)[1]
+    done = run_tricolor(
+        "classify", str(images[0]), "--json", "--protocol", "http",
+        TRITON_URL=server.grpc_url, HTTP_PORT=http_port,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)[0]["labels"]
+    # another host in TRITON_URL (loopback, where nothing listens): HTTP goes there too
+    elsewhere = run_tricolor(
+        "classify", str(images[0]), "--protocol", "http",
+        TRITON_URL=f"127.0.0.2:{server.grpc_url.rsplit(':', 1)[1]}", HTTP_PORT=http_port,
+    )  # fmt: skip
+    assert elsewhere.returncode == 3, elsewhere.stderr
+    assert f"no ready Triton with `classify` at 127.0.0.2:{http_port} (http)" in elsewhere.stderr
+    assert SERVER_ADDRESS_RULE in elsewhere.stderr
+
+
+def test_classify_exits_4_when_the_server_does_not_answer(server, images) -> None:
+    """A request past its deadline got no answer: exit 4 (run again), not 5 (bad input)."""
+    done = run_tricolor("classify", str(images[0]), "--timeout", "0.001", "--url", server.grpc_url)
+    assert done.returncode == 4, done.stdout + done.stderr
+    assert f"{images[0]}: not answered: " in done.stdout and "refused" not in done.stdout
 
 
 def test_serve_reports_a_port_already_in_use() -> None:
@@ -211,6 +237,9 @@ def test_serve_says_where_it_listens_and_stops_cleanly_on_ctrl_c(serving: Servin
     ready = serving.read_until("tricolor ready")[-1]
     assert f"HTTP http://127.0.0.1:{serving.ports.http}" in ready
     assert f"gRPC 127.0.0.1:{serving.ports.grpc}" in ready
+    # the command the README gives, runnable as printed from the repository root
+    hint = serving.read_until("  try: ")[-1]
+    assert f".venv/bin/tricolor classify --url 127.0.0.1:{serving.ports.grpc} IMAGE" in hint
     serving.process.send_signal(signal.SIGINT)
     assert serving.process.wait(timeout=60) == 0
     serving.read_until("SIGINT, draining in-flight requests")

@@ -145,6 +145,18 @@ def serve(options: ServerOptions) -> int:
     return 0 if return_code in (0, -signal.SIGTERM, None) else 1
 
 
+def console_script() -> str:
+    """How to run `tricolor` from here: this venv's script (`.venv/bin/tricolor` from the
+    repository root, as the README writes it), else plain `tricolor`."""
+    script = Path(sys.executable).parent / "tricolor"
+    if not script.exists():
+        return "tricolor"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
+
+
 def ready_banner(server: TritonServer, options: ServerOptions) -> str:
     exposure = (
         "  bound to loopback only; `--host 0.0.0.0` exposes it to the network\n"
@@ -161,5 +173,5 @@ def ready_banner(server: TritonServer, options: ServerOptions) -> str:
     return (
         f"\ntricolor ready: HTTP http://{server.http_url}  gRPC {server.grpc_url}  "
         f"metrics {server.metrics_url}\n"
-        f"  try: tricolor classify --url {server.grpc_url} IMAGE\n" + exposure + cuda_note
+        f"  try: {console_script()} classify --url {server.grpc_url} IMAGE\n" + exposure + cuda_note
     )
