@@ -196,8 +196,31 @@ def sweep_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(handle))
 
 
+def judge_sweep(label: str, returncode: int, output: str, rows: list[dict[str, str]]) -> Outcome:
+    """One perf_analyzer run: failed (non-zero exit), proved nothing (it says it found no
+    stable measurement, yet exits 0; or a concurrency level is missing), or ok."""
+    throughput = ", ".join(
+        f"c{row['Concurrency']} {float(row['Inferences/Second']):.0f}/s" for row in rows
+    )
+    saw = f"{label}: {throughput or 'no rows'}"
+    if returncode != 0:
+        return Outcome(False, f"{saw}; perf_analyzer exited {returncode}")
+    measured = sorted(int(row["Concurrency"]) for row in rows)
+    if UNSTABLE in output or measured != list(PERF_CONCURRENCY):
+        return Outcome(False, f"{saw}; no stable measurement at every concurrency", proved=False)
+    return Outcome(True, saw)
+
+
+def combine(outcomes: list[Outcome]) -> Outcome:
+    """A failure fails the whole; else a run that proved nothing leaves the whole unproven."""
+    saw = "; ".join(outcome.saw for outcome in outcomes)
+    if any(outcome.proved and not outcome.passed for outcome in outcomes):
+        return Outcome(False, saw)
+    return Outcome(all(o.passed for o in outcomes), saw, proved=all(o.proved for o in outcomes))
+
+
 def perf_sweep(url: str) -> Outcome:
-    failures, unproven, seen = [], [], []
+    outcomes = []
     with tempfile.TemporaryDirectory() as work:
         inputs = generate(bundled_photos(), Path(work), limit=4)
         for model, batch in (("classify", 1), ("resnet50", 8)):
@@ -212,20 +235,12 @@ def perf_sweep(url: str) -> Outcome:
                 env=perf_analyzer_env(),
                 timeout=600,
             )  # fmt: skip
+            output = result.stdout + result.stderr
             rows = sweep_rows(out)
-            measured = sorted(int(row["Concurrency"]) for row in rows)
-            if result.returncode != 0:
-                failures.append(f"perf_analyzer on {model} exited {result.returncode}")
-            elif UNSTABLE in result.stdout + result.stderr or measured != list(PERF_CONCURRENCY):
-                unproven.append(
-                    f"{model}: no stable measurement at every concurrency (measured {measured})"
-                )
-            throughput = ", ".join(
-                f"c{row['Concurrency']} {float(row['Inferences/Second']):.0f}/s" for row in rows
+            outcomes.append(
+                judge_sweep(f"{model} (batch {batch})", result.returncode, output, rows)
             )
-            seen.append(f"{model} (batch {batch}): {throughput or 'no rows'}")
-    saw = "; ".join(seen + failures + unproven)
-    return Outcome(not failures and not unproven, saw, proved=not unproven or bool(failures))
+    return combine(outcomes)
 
 
 def default_metrics_url(url: str) -> str:
