@@ -190,10 +190,11 @@ def metrics_exported(metrics_url: str) -> Outcome:
 
 
 def sweep_rows(path: Path) -> list[dict[str, str]]:
+    """perf_analyzer's `-f` CSV: one row per concurrency level measured (none if it wrote none)."""
     if not path.exists():
         return []
     with path.open(newline="") as handle:
-        return list(csv.DictReader(handle))
+        return [row for row in csv.DictReader(handle) if row.get("Concurrency", "").isdigit()]
 
 
 def judge_sweep(label: str, returncode: int, output: str, rows: list[dict[str, str]]) -> Outcome:
