@@ -32,7 +32,9 @@ from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT
 from .analyzer import measure
 from .common import OUT_DIR, PERF_DIR, load_average, machine, photos
 from .inputs import generate
+from .interleaved import served_vs_pipeline
 from .paired import paired_latency
+from .quiet import Window, idle_baseline, verdict
 from .repository import prepare
 from .summary import RawLimit, Summary, SweepPoint, dump, load
 from .torchserve import bench
@@ -72,30 +74,36 @@ def sweeps(
         for level in map(float, levels):
             print(f"{run['name']}: {run['mode']} {level:g} (load {load_average()})", flush=True)
             try:
-                result = measure(
-                    model=run["model"],
-                    grpc_url=server.grpc_url,
-                    http_url=server.http_url,
-                    metrics_url=metrics_host,
-                    input_data=inputs[run["input"]],
-                    out_csv=out / run["name"] / f"{run['mode']}_{level:g}.csv",
-                    mode=run["mode"],
-                    level=level,
-                    batch_size=run.get("batch_size", 1),
-                    measurement_ms=settings["measurement_ms"],
-                    stability=settings["stability_percentage"],
-                    max_trials=settings["max_trials"],
-                    server_pid=server.process.pid if server.process else None,
-                )
+                with Window() as window:
+                    result = measure(
+                        model=run["model"],
+                        grpc_url=server.grpc_url,
+                        http_url=server.http_url,
+                        metrics_url=metrics_host,
+                        input_data=inputs[run["input"]],
+                        out_csv=out / run["name"] / f"{run['mode']}_{level:g}.csv",
+                        mode=run["mode"],
+                        level=level,
+                        batch_size=run.get("batch_size", 1),
+                        measurement_ms=settings["measurement_ms"],
+                        stability=settings["stability_percentage"],
+                        max_trials=settings["max_trials"],
+                        server_pid=server.process.pid if server.process else None,
+                    )
             except RuntimeError as exc:
                 print(f"  failed: {str(exc)[:300]}", flush=True)
                 points.append(SweepPoint(run["name"], level, load_average(), error=str(exc)[-500:]))
                 continue
-            points.append(SweepPoint(run["name"], level, load_average(), result=result))
+            points.append(
+                SweepPoint(
+                    run["name"], level, load_average(), result=result, machine_load=window.load
+                )
+            )
             print(
                 f"  {result.throughput:.2f} infer/s, p50 {result.latency_ms('p50 latency'):.1f} ms,"
                 f" p99 {result.latency_ms('p99 latency'):.1f} ms; core-ms per image: "
-                + ", ".join(f"{k} {v:.1f}" for k, v in result.cpu_ms_per_image.items()),
+                + ", ".join(f"{k} {v:.1f}" for k, v in result.cpu_ms_per_image.items())
+                + f"; {window.load.text()}",
                 flush=True,
             )
             if run["mode"] == "concurrency":
@@ -151,6 +159,9 @@ def main() -> None:
     parser.add_argument("--no-torchserve", action="store_true", help="skip the TorchServe peer")
     parser.add_argument("--peer-only", action="store_true", help="only the TorchServe peer")
     parser.add_argument("--no-report", action="store_true", help="leave perf/RESULTS.md alone")
+    parser.add_argument(
+        "--idle-check-s", type=float, default=5.0, help="seconds of /proc/stat before the run"
+    )
     args = parser.parse_args()
 
     config = tomllib.loads(args.config.read_text())
@@ -160,12 +171,16 @@ def main() -> None:
     encoded = photos(args.images)
     inputs = generate(encoded, OUT_DIR / "inputs", limit=4 if args.smoke else None)
     repository = prepare(overrides, out / "repository")
+    # before anything of ours runs: is someone else using the machine? (perf.quiet)
+    baseline = idle_baseline(args.idle_check_s)
+    print(f"before the run: {baseline.text()}", flush=True)
     summary = Summary(
         label=args.label,
         started=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         machine=machine(),
         overrides=overrides,
         load_start=load_average(),
+        quiet_baseline=baseline,
     )
     server = start_on_free_ports(
         out / "tritonserver.log", timeout_s=300, model_repository=repository
@@ -178,12 +193,27 @@ def main() -> None:
         if not args.peer_only:
             # concurrency 1 against its in-process twin, photo by photo (the p99 goal, like
             # for like)
-            summary.paired = paired_latency(
-                server.grpc_url,
+            with Window() as window:
+                summary.paired = paired_latency(
+                    server.grpc_url,
+                    MODEL_REPOSITORY / "resnet50" / "1" / "model.onnx",
+                    dict(list(encoded.items())[:3]) if args.smoke else encoded,
+                    passes=1 if args.smoke else 5,
+                )
+            summary.machine_loads.append(window.load)
+            # served against the same work in-process, alternating (the 0.95 goal)
+            summary.interleaved, loads = served_vs_pipeline(
+                server,
                 MODEL_REPOSITORY / "resnet50" / "1" / "model.onnx",
-                dict(list(encoded.items())[:3]) if args.smoke else encoded,
-                passes=1 if args.smoke else 5,
+                inputs["classify"],
+                list(encoded.values()),
+                out / "interleaved",
+                **{
+                    **config["interleaved"],
+                    **({"rounds": 1, "measurement_ms": 1000} if args.smoke else {}),
+                },
             )
+            summary.machine_loads += loads
             served, local = summary.paired.served, summary.paired.in_process
             print(
                 f"paired c=1: served p50 {served.p50_ms:.1f} / p99 {served.p99_ms:.1f} ms, "
@@ -201,18 +231,34 @@ def main() -> None:
             else ["--extra-model", str(MODEL_REPOSITORY / "resnet50" / "1" / "model.int8.onnx")]
         )
         images = ["--images", str(args.images)] if args.images else []
-        subprocess.run(
-            [python, "-m", "perf.raw_limit", *images, "--out", str(out / "raw.json"), *raw_args],
-            check=True,
-            cwd=PROJECT_ROOT,
-        )
+        with Window() as window:
+            subprocess.run(
+                [
+                    python,
+                    "-m",
+                    "perf.raw_limit",
+                    *images,
+                    "--out",
+                    str(out / "raw.json"),
+                    *raw_args,
+                ],
+                check=True,
+                cwd=PROJECT_ROOT,
+            )
+        summary.machine_loads.append(window.load)
         summary.raw = load(RawLimit, out / "raw.json")
     summary.load_end = load_average()
+    summary.not_quiet = verdict(baseline, summary.all_machine_loads())
     dump(summary, out / "summary.json")
     if not args.peer_only:
         plots = [python, "-m", "perf.plots", str(out / "summary.json")]
         subprocess.run(plots, check=True, cwd=PROJECT_ROOT)
+    if summary.not_quiet:
+        print("the machine was busy: these numbers are not results (perf.quiet):", flush=True)
+        print("\n".join(f"  {problem}" for problem in summary.not_quiet), flush=True)
     if not (args.no_report or args.smoke):
+        if summary.not_quiet:  # perf.report would refuse it too
+            raise SystemExit(f"perf/RESULTS.md left alone: run again on a quiet machine ({out})")
         report = [python, "-m", "perf.report", str(out / "summary.json")]
         if args.peer_only:
             report.append("--peer-only")

@@ -11,6 +11,8 @@ from typing import TypeVar
 
 import dacite
 
+from .quiet import MachineLoad
+
 T = TypeVar("T")
 
 
@@ -81,6 +83,20 @@ class SweepPoint:
     load: str
     result: Measurement | None = None
     error: str | None = None  # instead of a result
+    machine_load: MachineLoad | None = None  # the machine while it was measured (perf.quiet)
+
+
+@dataclass
+class Interleaved:
+    """perf.interleaved: served `classify` and the in-process pipeline, alternating rounds."""
+
+    concurrency: int
+    batch: int
+    served: list[float]  # images/s per round
+    in_process: list[float]
+    ratio_median: float
+    ratio_min: float
+    ratio_max: float
 
 
 @dataclass
@@ -147,6 +163,8 @@ class ClosedLoopRow:
     p50_ms: float | None
     p99_ms: float | None
     load: str
+    round_throughputs: list[float] = field(default_factory=list)  # the spread of the repeats
+    round_p99_ms: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -171,13 +189,15 @@ class PeerRows:
 
 @dataclass
 class PeerComparison:
-    """tricolor's `classify` and each TorchServe configuration, interleaved in one run."""
+    """tricolor's `classify` and each TorchServe configuration in turn, alternated with
+    tricolor while it runs alone (one TorchServe at a time)."""
 
     started: str
     rounds: int
     seconds: float
     tricolor: list[ClosedLoopRow]
     torchserve: list[PeerRows]
+    machine_loads: list[MachineLoad] = field(default_factory=list)  # one per closed loop
 
     def best(self) -> PeerRows:
         """The TorchServe configuration with the highest throughput, summed over concurrencies."""
@@ -228,9 +248,19 @@ class Summary:
     load_end: str = ""
     sweeps: list[SweepPoint] = field(default_factory=list)
     paired: Paired | None = None
+    interleaved: Interleaved | None = None
     raw: RawLimit | None = None
     peer: PeerComparison | None = None
     peer_missing: str | None = None  # why the peer was not measured
+    # perf.quiet: the machine before the run and during each measurement, and its verdict
+    quiet_baseline: MachineLoad | None = None
+    machine_loads: list[MachineLoad] = field(default_factory=list)  # paired, raw limit
+    not_quiet: list[str] = field(default_factory=list)  # why these are not results
+
+    def all_machine_loads(self) -> list[MachineLoad]:
+        sweeps = [point.machine_load for point in self.sweeps if point.machine_load]
+        peers = self.peer.machine_loads if self.peer else []
+        return [*sweeps, *peers, *self.machine_loads]
 
     def measured(self, run: str) -> list[Measurement]:
         """The successful levels of one sweep, by level."""

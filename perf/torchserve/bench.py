@@ -1,8 +1,9 @@
 """The peer: TorchServe (its own .venv-torchserve, torch inside) serving the same random-weight
 torchvision ResNet-50 with its built-in `image_classifier` handler, in several worker
-configurations at once, each its own TorchServe on its own ports. `compare` loads tricolor and
-every configuration in turn with the same closed loop (perf.closed_loop), round after round,
-so that this VM's slow minutes fall on all of them alike.
+configurations, one TorchServe at a time (never two at once, never loaded beside tricolor).
+`compare` alternates tricolor and the running configuration with the same closed loop
+(perf.closed_loop), round after round, so that this VM's slow minutes fall on both alike;
+tricolor's repeats are pooled over all the configurations' turns.
 
 The configurations (on N cores): N workers x 1 thread, unpinned and pinned; 1 worker x N
 threads, pinned; TorchServe's defaults. "Pinned" is TorchServe's CPU performance guide:
@@ -28,6 +29,7 @@ from pathlib import Path
 from tricolor.settings import PROJECT_ROOT, free_ports
 
 from .. import closed_loop
+from ..quiet import Window
 from ..summary import PeerComparison, PeerConfiguration, PeerRows
 
 VENV = PROJECT_ROOT / ".venv-torchserve"
@@ -150,46 +152,46 @@ def compare(
     each concurrency on every target, the targets' order rotating from round to round."""
     started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     store = model_archive(work)
-    with contextlib.ExitStack() as stack:
-        running = []
-        for configuration in chosen:
-            folder = work / configuration.name.replace(" ", "")
-            running.append(stack.enter_context(torchserve(configuration, store, folder)))
-            print(f"torchserve {configuration.name}: worker CPUs {running[-1].worker_cpus}")
-        targets = [
-            ("tricolor", triton_http_port, closed_loop.triton_request()),
-            *((r.configuration.name, r.inference_port, closed_loop.torchserve_request())
-              for r in running),
-        ]  # fmt: skip
-        for name, port, build in targets:  # discarded: TorchScript optimises on first runs
-            warm = closed_loop.Pooled(max(levels))
-            closed_loop.run("127.0.0.1", port, build, images, warm, seconds=WARM_UP_S)
-            print(f"warm-up {name}: {len(warm.latencies_s)} answers", flush=True)
-        pools = {
-            (name, level): closed_loop.Pooled(level) for name, *_ in targets for level in levels
-        }
-        for round_index in range(rounds):
-            for level in levels:
-                shift = (round_index + level) % len(targets)
-                for name, port, build in targets[shift:] + targets[:shift]:
-                    pool = pools[name, level]
-                    closed_loop.run("127.0.0.1", port, build, images, pool, seconds)
-                    print(
-                        f"round {round_index + 1}/{rounds} c={level} {name}: "
-                        f"{len(pool.latencies_s)} answers so far, load {pool.loads[-1]}",
-                        flush=True,
-                    )
-        return PeerComparison(
-            started=started,
-            rounds=rounds,
-            seconds=seconds,
-            tricolor=[pools["tricolor", level].row() for level in levels],
-            torchserve=[
+    tricolor = ("tricolor", triton_http_port, closed_loop.triton_request())
+    tricolor_pools = {level: closed_loop.Pooled(level) for level in levels}
+    peers, machine_loads = [], []
+    warm = closed_loop.Pooled(max(levels))  # discarded: Triton's stubs warm up too
+    closed_loop.run("127.0.0.1", triton_http_port, tricolor[2], images, warm, WARM_UP_S)
+    # one TorchServe at a time, never two at once: each would take the other's cores
+    for configuration in chosen:
+        folder = work / configuration.name.replace(" ", "")
+        with torchserve(configuration, store, folder) as running:
+            print(f"torchserve {configuration.name}: worker CPUs {running.worker_cpus}")
+            peer = (configuration.name, running.inference_port, closed_loop.torchserve_request())
+            warm = closed_loop.Pooled(max(levels))  # TorchScript optimises on first runs
+            closed_loop.run("127.0.0.1", peer[1], peer[2], images, warm, seconds=WARM_UP_S)
+            print(f"warm-up {configuration.name}: {len(warm.latencies_s)} answers", flush=True)
+            pools = {level: closed_loop.Pooled(level) for level in levels}
+            for round_index in range(rounds):
+                for level in levels:
+                    order = [tricolor, peer] if (round_index + level) % 2 else [peer, tricolor]
+                    for name, port, build in order:
+                        pool = tricolor_pools[level] if name == "tricolor" else pools[level]
+                        with Window() as window:
+                            closed_loop.run("127.0.0.1", port, build, images, pool, seconds)
+                        machine_loads.append(window.load)
+                        print(
+                            f"{configuration.name} round {round_index + 1}/{rounds} c={level} "
+                            f"{name}: {pool.round_throughputs[-1]:.2f}/s; {window.load.text()}",
+                            flush=True,
+                        )
+            peers.append(
                 PeerRows(
-                    configuration=r.configuration,
-                    worker_cpus=r.worker_cpus,
-                    rows=[pools[r.configuration.name, level].row() for level in levels],
+                    configuration=configuration,
+                    worker_cpus=running.worker_cpus,
+                    rows=[pools[level].row() for level in levels],
                 )
-                for r in running
-            ],
-        )
+            )
+    return PeerComparison(
+        started=started,
+        rounds=rounds,
+        seconds=seconds,
+        tricolor=[tricolor_pools[level].row() for level in levels],
+        torchserve=peers,
+        machine_loads=machine_loads,
+    )
