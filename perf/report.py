@@ -11,6 +11,7 @@ RESULTS.md, from a run that measured nothing else.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import shutil
 from pathlib import Path
 
@@ -211,7 +212,7 @@ def peer_section(peer: PeerComparison) -> list[str]:
         "",
         f"Measured {peer.started}: TorchServe 0.12 with its built-in `image_classifier` "
         "handler on the same random-weight torchvision ResNet-50 (TorchScript), in "
-        f"{len(peer.torchserve)} worker configurations, one TorchServe at a time (never two "
+        f"{len(peer.peers)} worker configurations, one TorchServe at a time (never two "
         "at once, never loaded beside tricolor). perf/closed_loop.py (a bounded closed-loop "
         "HTTP client on 127.0.0.1, the same photos one per request; tricolor: `classify` "
         "over HTTP with the binary tensor extension) alternated tricolor and the running "
@@ -228,7 +229,7 @@ def peer_section(peer: PeerComparison) -> list[str]:
         + " |",
         "|" + "---|" * (3 + len(levels)),
     ]
-    for rows in peer.torchserve:
+    for rows in peer.peers:
         configuration = rows.configuration
         threads = configuration.threads or "torch default"
         name = f"**{configuration.name}**" if rows is best else configuration.name
@@ -298,6 +299,74 @@ def interleaved_goal(summary: Summary) -> list[str]:
     return lines
 
 
+LITSERVE_HEADING = "## Peer: LitServe"
+LITSERVE_GOAL = "| tricolor >= 1.5 x LitServe throughput"
+
+
+def litserve_goal(peer: PeerComparison | None, missing: str | None) -> list[str]:
+    """>= 1.5x LitServe's fastest configuration at c = 1, 2, 4, tricolor's worst p99 over
+    its repeats below LitServe's best."""
+    if peer is None:
+        return [f"{LITSERVE_GOAL}, lower p99 | not measured: {missing or 'not run'} | no |"]
+    verdicts, met = [], True
+    for row in peer.tricolor:
+        fastest = peer.fastest_at(row.concurrency)
+        if row.concurrency not in LOW_CONCURRENCIES:
+            continue
+        if fastest is None:
+            verdicts.append(f"c={row.concurrency}: LitServe answered nothing")
+            continue
+        configuration, other = fastest[0].configuration.name, fastest[1]
+        speed = row.throughput / other.throughput
+        worst = max(row.round_p99_ms or [row.p99_ms or 1e9])
+        ok = speed >= PEER_SPEEDUP_LOW and worst < min(other.round_p99_ms or [other.p99_ms or 0])
+        met = met and ok
+        verdicts.append(
+            f"c={row.concurrency}: {speed:.2f}x {'yes' if ok else 'no'} (vs {configuration})"
+        )
+    return [
+        f"{LITSERVE_GOAL}, lower p99 in every repeat, at c=1,2,4 against LitServe's fastest "
+        f"configuration at each | {'; '.join(verdicts)} | {'yes' if met else 'no'} |"
+    ]
+
+
+def litserve_section(peer: PeerComparison) -> list[str]:
+    levels = [row.concurrency for row in peer.tricolor]
+    lines = [
+        f"{LITSERVE_HEADING}, same load shape (perf/litserve/)",
+        "",
+        f"Measured {peer.started}: LitServe with a `LitAPI` as its docs write one (PIL, "
+        "torchvision's ResNet-50 V2 transform, eager torch; JSON with the image in base64, "
+        "its documented request) on the same seeded random-weight ResNet-50, in "
+        f"{len(peer.peers)} CPU configurations (workers x torch threads, with and without "
+        "its batching), one at a time, alternated with tricolor as for TorchServe: "
+        f"{peer.rounds} rounds of {peer.seconds:g} s per concurrency and target.",
+        "",
+        "| configuration | workers x threads, batch | "
+        + " | ".join(f"c={level}" for level in levels)
+        + " |",
+        "|" + "---|" * (2 + len(levels)),
+    ]
+    for rows in peer.peers:
+        configuration = rows.configuration
+        lines.append(
+            f"| {configuration.name} | {configuration.workers} x {configuration.threads}, "
+            f"{configuration.max_batch_size} | "
+            + " | ".join(peer_cell(rows, level) for level in levels)
+            + " |"
+        )
+    lines.append(
+        "| **tricolor** | | "
+        + " | ".join(
+            f"{row.throughput:.2f} [{spread(row.round_throughputs)}] ({ms(row.p50_ms)} / "
+            f"{ms(row.p99_ms)} [{spread(row.round_p99_ms)}])"
+            for row in peer.tricolor
+        )
+        + " |"
+    )
+    return [*lines, ""]
+
+
 def goals(summary: Summary) -> list[str]:
     online = summary.measured("classify_online")
     raw, limit = summary.raw, summary.model_limit()
@@ -347,7 +416,21 @@ def goals(summary: Summary) -> list[str]:
             f"{summary.paired.in_process.p99_ms:.1f} ms = {like:.1f} ms | {served_p99:.1f} ms | "
             f"{'yes' if served_p99 <= like else 'no'} |"
         )
-    return [*lines, *peer_goal(summary.peer, summary.peer_missing), ""]
+    cpu = best_online.cpu_ms_per_image
+    return [
+        *lines,
+        *peer_goal(summary.peer, summary.peer_missing),
+        *litserve_goal(summary.litserve, summary.litserve_missing),
+        "",
+        # the closing note: where the cores, not the code, stop a goal (issue 19, item 5)
+        f"The CPU ceiling: at concurrency {best_online.level:g} each image cost "
+        + ", ".join(f"{name} {value:.1f}" for name, value in sorted(cpu.items()))
+        + f" core-ms ({sum(cpu.values()):.1f} in all); the model alone needs "
+        f"{limit.core_ms:.1f} core-ms per image in-process, so {summary.machine.cores} cores "
+        f"serve at most {limit.images_per_s:.1f} images/s whatever the server. A goal marked "
+        "no above whose gap is inside that bound is the cores' limit, not the serving code's.",
+        "",
+    ]
 
 
 def raw_section(summary: Summary) -> list[str]:
@@ -436,8 +519,15 @@ def load_runs(summary: Summary, run_dir: Path) -> list[str]:
     return lines
 
 
-def int8_section(cores: int) -> list[str]:
-    if not INT8.exists():
+def made_during(path: Path, summary: Summary) -> bool:
+    """Whether `path` was written after the run started: no section from an older date."""
+    started = dt.datetime.fromisoformat(summary.started).timestamp()
+    return path.exists() and path.stat().st_mtime >= started
+
+
+def int8_section(summary: Summary) -> list[str]:
+    cores = summary.machine.cores
+    if not made_during(INT8, summary):  # an int8.json from before this run: another date
         return []
     report = load(Int8Report, INT8)
     return [
@@ -462,10 +552,10 @@ def int8_section(cores: int) -> list[str]:
 LABEL_HEADING = "## Catalogue labelling: `tricolor label` against perf_analyzer"
 
 
-def label_section() -> list[str]:
-    """The headline of perf/LABEL.md (`python -m perf.label_bench`, run on its own)."""
+def label_section(summary: Summary) -> list[str]:
+    """The headline of perf/LABEL.md (`python -m perf.label_bench`, a step of perf.run)."""
     label = PERF_DIR / "LABEL.md"
-    if not label.exists():
+    if not made_during(label, summary):
         return []
     paragraphs = label.read_text().split("\n\n")
     median = next(paragraph for paragraph in paragraphs if paragraph.startswith("Median:"))
@@ -508,8 +598,9 @@ def full_report(summary: Summary, run_dir: Path) -> list[str]:
         *raw_section(summary),
         *load_runs(summary, run_dir),
         *(peer_section(summary.peer) if summary.peer else []),
-        *label_section(),
-        *int8_section(machine.cores),
+        *(litserve_section(summary.litserve) if summary.litserve else []),
+        *label_section(summary),
+        *int8_section(summary),
     ]
     experiments = PERF_DIR / "EXPERIMENTS.md"
     if experiments.exists():

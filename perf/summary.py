@@ -169,12 +169,13 @@ class ClosedLoopRow:
 
 @dataclass(frozen=True)
 class PeerConfiguration:
-    """How TorchServe runs its workers; threads None: torch's own default (all cores)."""
+    """How a peer runs its workers; threads None: torch's own default (all cores)."""
 
     name: str
     workers: int
     threads: int | None
     pinned: bool  # TorchServe's CPU launcher: cpu_launcher_enable=true, --use_logical_core
+    max_batch_size: int = 1  # LitServe's batching (TorchServe's handler: one image a call)
 
 
 @dataclass
@@ -189,23 +190,23 @@ class PeerRows:
 
 @dataclass
 class PeerComparison:
-    """tricolor's `classify` and each TorchServe configuration in turn, alternated with
-    tricolor while it runs alone (one TorchServe at a time)."""
+    """tricolor's `classify` and each configuration of one peer (TorchServe, LitServe) in turn,
+    alternated with tricolor while it runs alone (perf.peers)."""
 
     started: str
     rounds: int
     seconds: float
     tricolor: list[ClosedLoopRow]
-    torchserve: list[PeerRows]
+    peers: list[PeerRows]  # one per configuration of the peer server
     machine_loads: list[MachineLoad] = field(default_factory=list)  # one per closed loop
 
     def best(self) -> PeerRows:
         """The TorchServe configuration with the highest throughput, summed over concurrencies."""
-        return max(self.torchserve, key=lambda peer: sum(row.throughput for row in peer.rows))
+        return max(self.peers, key=lambda peer: sum(row.throughput for row in peer.rows))
 
     def fastest_at(self, concurrency: int) -> tuple[PeerRows, ClosedLoopRow] | None:
         """The TorchServe configuration fastest at this concurrency, and its row."""
-        measured = [(peer, peer.at(concurrency)) for peer in self.torchserve]
+        measured = [(peer, peer.at(concurrency)) for peer in self.peers]
         measured = [(peer, row) for peer, row in measured if row is not None and row.throughput]
         return max(measured, key=lambda pair: pair[1].throughput, default=None)
 
@@ -252,6 +253,8 @@ class Summary:
     raw: RawLimit | None = None
     peer: PeerComparison | None = None
     peer_missing: str | None = None  # why the peer was not measured
+    litserve: PeerComparison | None = None
+    litserve_missing: str | None = None
     # perf.quiet: the machine before the run and during each measurement, and its verdict
     quiet_baseline: MachineLoad | None = None
     machine_loads: list[MachineLoad] = field(default_factory=list)  # paired, raw limit
@@ -259,7 +262,9 @@ class Summary:
 
     def all_machine_loads(self) -> list[MachineLoad]:
         sweeps = [point.machine_load for point in self.sweeps if point.machine_load]
-        peers = self.peer.machine_loads if self.peer else []
+        peers = [
+            loads for peer in (self.peer, self.litserve) if peer for loads in peer.machine_loads
+        ]
         return [*sweeps, *peers, *self.machine_loads]
 
     def measured(self, run: str) -> list[Measurement]:

@@ -15,7 +15,6 @@ threads). Setup: `make torchserve-venv`; Java 17 on PATH.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import os
 import signal
@@ -28,15 +27,11 @@ from pathlib import Path
 
 from tricolor.settings import PROJECT_ROOT, free_ports
 
-from .. import closed_loop
-from ..quiet import Window
-from ..summary import PeerComparison, PeerConfiguration, PeerRows
+from .. import closed_loop, peers
+from ..summary import PeerComparison, PeerConfiguration
 
 VENV = PROJECT_ROOT / ".venv-torchserve"
 MODEL_SCRIPT = Path(__file__).resolve().parent / "model.py"
-# load on every target before the rounds, not counted: TorchScript's profiling executor
-# optimises the graph on a worker's first calls (seconds each), and Triton's stubs warm up too
-WARM_UP_S = 8.0
 
 
 def configurations(cores: int = os.cpu_count() or 1) -> dict[str, PeerConfiguration]:
@@ -148,50 +143,15 @@ def compare(
     rounds: int,
     work: Path,
 ) -> PeerComparison:
-    """tricolor's `classify` and each TorchServe configuration, interleaved: every round runs
-    each concurrency on every target, the targets' order rotating from round to round."""
-    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    """tricolor's `classify` and each TorchServe configuration in turn (perf.peers)."""
     store = model_archive(work)
-    tricolor = ("tricolor", triton_http_port, closed_loop.triton_request())
-    tricolor_pools = {level: closed_loop.Pooled(level) for level in levels}
-    peers, machine_loads = [], []
-    warm = closed_loop.Pooled(max(levels))  # discarded: Triton's stubs warm up too
-    closed_loop.run("127.0.0.1", triton_http_port, tricolor[2], images, warm, WARM_UP_S)
-    # one TorchServe at a time, never two at once: each would take the other's cores
-    for configuration in chosen:
+
+    @contextlib.contextmanager
+    def start(configuration: PeerConfiguration) -> Iterator[peers.Target]:
         folder = work / configuration.name.replace(" ", "")
         with torchserve(configuration, store, folder) as running:
-            print(f"torchserve {configuration.name}: worker CPUs {running.worker_cpus}")
-            peer = (configuration.name, running.inference_port, closed_loop.torchserve_request())
-            warm = closed_loop.Pooled(max(levels))  # TorchScript optimises on first runs
-            closed_loop.run("127.0.0.1", peer[1], peer[2], images, warm, seconds=WARM_UP_S)
-            print(f"warm-up {configuration.name}: {len(warm.latencies_s)} answers", flush=True)
-            pools = {level: closed_loop.Pooled(level) for level in levels}
-            for round_index in range(rounds):
-                for level in levels:
-                    order = [tricolor, peer] if (round_index + level) % 2 else [peer, tricolor]
-                    for name, port, build in order:
-                        pool = tricolor_pools[level] if name == "tricolor" else pools[level]
-                        with Window() as window:
-                            closed_loop.run("127.0.0.1", port, build, images, pool, seconds)
-                        machine_loads.append(window.load)
-                        print(
-                            f"{configuration.name} round {round_index + 1}/{rounds} c={level} "
-                            f"{name}: {pool.round_throughputs[-1]:.2f}/s; {window.load.text()}",
-                            flush=True,
-                        )
-            peers.append(
-                PeerRows(
-                    configuration=configuration,
-                    worker_cpus=running.worker_cpus,
-                    rows=[pools[level].row() for level in levels],
-                )
+            yield peers.Target(
+                running.inference_port, closed_loop.torchserve_request(), running.worker_cpus
             )
-    return PeerComparison(
-        started=started,
-        rounds=rounds,
-        seconds=seconds,
-        tricolor=[tricolor_pools[level].row() for level in levels],
-        torchserve=peers,
-        machine_loads=machine_loads,
-    )
+
+    return peers.alternate(triton_http_port, chosen, start, images, levels, seconds, rounds)
