@@ -73,11 +73,12 @@ def load_average() -> str:
 
 
 def cpu_jiffies() -> tuple[int, int, int]:
-    """(all, idle + iowait, steal) jiffies of all cores so far, from /proc/stat's `cpu` line
-    (guest time is already inside user and nice)."""
+    """(all, busy, steal) jiffies of all cores so far, from /proc/stat's `cpu` line. Busy is
+    user + nice + system, what processes are charged with (guest time is inside user); irq and
+    softirq time (our own loopback traffic, mostly) is neither ours nor someone else's."""
     fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     user, nice, system, idle, iowait, irq, softirq, steal = (fields + [0] * 8)[:8]
-    return user + nice + system + idle + iowait + irq + softirq + steal, idle + iowait, steal
+    return user + nice + system + idle + iowait + irq + softirq + steal, user + nice + system, steal
 
 
 def _children(pid: int) -> list[int]:
@@ -121,11 +122,11 @@ class Window:
 
     def __exit__(self, *exc: object) -> None:
         seconds = time.monotonic() - self.started
-        total, idle, steal = (
+        total, busy, steal = (
             end - start for end, start in zip(cpu_jiffies(), self.jiffies, strict=True)
         )
         cores = os.cpu_count() or 1
-        busy_cores = (total - idle - steal) / max(total, 1) * cores
+        busy_cores = busy / max(total, 1) * cores
         own_cores = (own_cpu_seconds() - self.own) / max(seconds, 1e-9)
         self.load = MachineLoad(
             seconds=seconds,
