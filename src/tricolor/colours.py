@@ -140,9 +140,12 @@ def colours(
     if max(sizes_of) > NEAREST_KEY:
         raise ValueError(f"a palette of more than {NEAREST_KEY} colours")
     bounds = np.cumsum([0, *sizes_of])
-    # the nearest colour by a min, not an argmin (numpy's argmin over 12 is 5x slower):
-    # key = squared distance * 16 + index, exact in float32 (< 2^24), ties to the lower index
+    # the nearest colour by a min over keys, not an argmin (numpy's argmin over 12 is 5x
+    # slower): key = squared distance * 16 + index, exact in float32 (< 2^24), ties to the
+    # lower index
     ranks = np.concatenate([np.arange(size) for size in sizes_of]).astype(np.float32)[:, None]
+    key_scales = NEAREST_KEY * minus_twice
+    key_offsets = NEAREST_KEY * squared_norms + ranks[:, 0]
     count = len(thumbnails)
     scores = np.zeros((count, len(stacked)), np.float32)
     shares = np.zeros((count, len(stacked)), np.float32)
@@ -158,21 +161,20 @@ def colours(
         saturated = spread * MIN_SATURATION.denominator >= brightest * MIN_SATURATION.numerator
         bright = brightest * MIN_VALUE.denominator >= 255 * MIN_VALUE.numerator
         chromatic = saturated & bright
-        # |c|^2 - 2 c.p + |p|^2 as three outer products (numpy's own loops: a BLAS matmul
-        # with an inner dimension of 3 is slower and spins a second thread)
+        # key = 16 (|c|^2 - 2 c.p + |p|^2) + index: the squared distance (exact in float32:
+        # integers < 2^24) with the colour's index in its low bits, built as outer products
+        # (numpy's own loops: a BLAS matmul with an inner dimension of 3 spins a second thread)
         values = channels.astype(np.float32)
-        squared = np.multiply.outer(minus_twice[:, 0], values[0])  # [colours, pixels]
-        for channel in (1, 2):
-            squared += np.multiply.outer(minus_twice[:, channel], values[channel])
-        squared += np.einsum("cp,cp->p", values, values)
-        squared += squared_norms[:, None]
-        keys = squared * NEAREST_KEY
-        keys += ranks
+        keys = np.add.outer(key_offsets, NEAREST_KEY * np.einsum("cp,cp->p", values, values))
+        product = np.empty_like(keys)
+        for channel in range(3):
+            keys += np.multiply.outer(key_scales[:, channel], values[channel], out=product)
         for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
             nearest = keys[start:stop].min(axis=0)[chromatic].astype(np.int32) % NEAREST_KEY
             shares[row, start:stop] = np.bincount(nearest, minlength=stop - start) / len(red)
-        # the mean along the contiguous axis: numpy sums it pairwise
-        scores[row] = np.sqrt(squared, out=squared).mean(axis=1)
+        # sqrt(16 d^2) = 4 d exactly; the mean along the contiguous axis is summed pairwise
+        keys -= ranks
+        scores[row] = np.sqrt(keys, out=keys).mean(axis=1) / 4
     answers = []
     for palette, start, stop in zip(palettes, bounds[:-1], bounds[1:], strict=True):
         own = scores[:, start:stop]
