@@ -18,7 +18,7 @@ each process's CPU core-ms per image, per round and as the mean, with HEAD - BAS
 difference and its noise (twice the standard error of the rounds' differences). Exit status:
 0 no regression beyond the noise; 1 HEAD's throughput is lower (or its p99 higher) than BASE's
 by more than the noise and more than `--tolerance`; 3 the machine was busy (perf.quiet says
-why): the numbers are printed but are not a result; 2 usage.
+why): the numbers are printed but are not a result; 4 a measurement failed; 2 usage.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ ARTEFACTS = (
     "postprocess/labels.txt",
     "postprocess/weights.json",
 )
-EXIT_REGRESSION, EXIT_USAGE, EXIT_BUSY = 1, 2, 3
+EXIT_REGRESSION, EXIT_USAGE, EXIT_BUSY, EXIT_FAILED = 1, 2, 3, 4
 
 
 def resolve(commit: str) -> str:
@@ -270,10 +270,12 @@ def main() -> None:
     parser.add_argument("--images", type=Path, help="photos to send (default: scikit-image's)")
     parser.add_argument("--config", type=Path, default=PERF_DIR / "sweeps.toml")
     parser.add_argument("--tolerance", type=float, default=0.02, help="relative (0.02 = 2 %%)")
-    parser.add_argument("--smoke", action="store_true", help="2 short rounds: checks the tool")
+    parser.add_argument(
+        "--smoke", action="store_true", help="2 rounds of 4 s at concurrency 2: checks the tool"
+    )
     args = parser.parse_args()
-    if args.smoke:
-        args.rounds, args.measurement_ms = 2, 1500
+    if args.smoke:  # windows long enough for a loaded machine to finish a few requests
+        args.rounds, args.measurement_ms, args.concurrency = 2, 4000, 2
     if args.rounds < 1:
         parser.error("--rounds must be >= 1")
     commits = resolve(args.base), resolve(args.head)
@@ -319,6 +321,9 @@ def main() -> None:
                     f"; {window.load.text()}",
                     flush=True,
                 )
+    except RuntimeError as exc:  # perf_analyzer could not measure: say why, no traceback
+        print(f"perf.ab: {str(exc)[-1500:]}", file=sys.stderr)
+        sys.exit(EXIT_FAILED)
     finally:
         for side in sides:
             side.server.stop(drain=False)
