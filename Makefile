@@ -13,7 +13,7 @@ LABELS ?=
 MODEL_REPOSITORY := model_repository
 RUFF := $(VENV)/bin/ruff
 
-.PHONY: setup serve demo test perf torchserve-venv int8 engine gpu-check check fmt clean test-deps \
+.PHONY: setup serve demo test perf torchserve-venv litserve-venv perf-quiet int8 engine gpu-check check fmt clean test-deps \
 	perf-deps
 
 setup: $(VENV)/.installed $(EXPORT_VENV)/.installed $(UI_VENV)/.installed export
@@ -75,6 +75,19 @@ torchserve-venv: .venv-torchserve/.installed
 	$(PYTHON) -m venv .venv-torchserve
 	.venv-torchserve/bin/pip install --quiet -r perf/torchserve/requirements.txt
 	touch $@
+
+# the LitServe peer's own venv (torch pinned as build_engines/requirements.txt: pip's cache)
+litserve-venv: .venv-litserve/.installed
+
+.venv-litserve/.installed: perf/litserve/requirements.txt
+	$(PYTHON) -m venv .venv-litserve
+	.venv-litserve/bin/pip install --quiet -r perf/litserve/requirements.txt
+	touch $@
+
+# the published numbers: both peers' venvs, then one full run on a quiet machine that
+# regenerates perf/RESULTS.md (and refuses to if the machine was busy); about 60 minutes
+perf-quiet: torchserve-venv litserve-venv
+	$(MAKE) perf
 
 # the opt-in INT8 variant (model_file: model.int8.onnx), calibrated on synthetic scenes + a few
 # photos: the served input tensors are made in .venv, the quantisation runs in .venv-export

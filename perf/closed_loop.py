@@ -63,6 +63,8 @@ class Pooled:
     errors: int = 0
     seconds: float = 0.0
     loads: list[str] = field(default_factory=list)  # the 1-minute load average after each round
+    round_throughputs: list[float] = field(default_factory=list)  # each round on its own
+    round_p99_ms: list[float] = field(default_factory=list)
 
     def row(self) -> ClosedLoopRow:
         latencies = sorted(self.latencies_s)
@@ -76,6 +78,8 @@ class Pooled:
             p50_ms=1000 * statistics.median(latencies) if count else None,
             p99_ms=1000 * latencies[min(count - 1, int(0.99 * count))] if count else None,
             load=", ".join(self.loads),
+            round_throughputs=list(self.round_throughputs),
+            round_p99_ms=list(self.round_p99_ms),
         )
 
 
@@ -132,6 +136,10 @@ def run(
     for thread in threads:
         thread.join()
     into.latencies_s += latencies
+    into.round_throughputs.append(len(latencies) / seconds)
+    if latencies:
+        ordered = sorted(latencies)
+        into.round_p99_ms.append(1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))])
     into.errors += errors[0]
     into.seconds += seconds
     into.loads.append(f"{os.getloadavg()[0]:.2f}")

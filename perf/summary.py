@@ -11,6 +11,8 @@ from typing import TypeVar
 
 import dacite
 
+from .quiet import MachineLoad
+
 T = TypeVar("T")
 
 
@@ -81,6 +83,20 @@ class SweepPoint:
     load: str
     result: Measurement | None = None
     error: str | None = None  # instead of a result
+    machine_load: MachineLoad | None = None  # the machine while it was measured (perf.quiet)
+
+
+@dataclass
+class Interleaved:
+    """perf.interleaved: served `classify` and the in-process pipeline, alternating rounds."""
+
+    concurrency: int
+    batch: int
+    served: list[float]  # images/s per round
+    in_process: list[float]
+    ratio_median: float
+    ratio_min: float
+    ratio_max: float
 
 
 @dataclass
@@ -147,16 +163,19 @@ class ClosedLoopRow:
     p50_ms: float | None
     p99_ms: float | None
     load: str
+    round_throughputs: list[float] = field(default_factory=list)  # the spread of the repeats
+    round_p99_ms: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
 class PeerConfiguration:
-    """How TorchServe runs its workers; threads None: torch's own default (all cores)."""
+    """How a peer runs its workers; threads None: torch's own default (all cores)."""
 
     name: str
     workers: int
     threads: int | None
     pinned: bool  # TorchServe's CPU launcher: cpu_launcher_enable=true, --use_logical_core
+    max_batch_size: int = 1  # LitServe's batching (TorchServe's handler: one image a call)
 
 
 @dataclass
@@ -171,21 +190,23 @@ class PeerRows:
 
 @dataclass
 class PeerComparison:
-    """tricolor's `classify` and each TorchServe configuration, interleaved in one run."""
+    """tricolor's `classify` and each configuration of one peer (TorchServe, LitServe) in turn,
+    alternated with tricolor while it runs alone (perf.peers)."""
 
     started: str
     rounds: int
     seconds: float
     tricolor: list[ClosedLoopRow]
-    torchserve: list[PeerRows]
+    peers: list[PeerRows]  # one per configuration of the peer server
+    machine_loads: list[MachineLoad] = field(default_factory=list)  # one per closed loop
 
     def best(self) -> PeerRows:
         """The TorchServe configuration with the highest throughput, summed over concurrencies."""
-        return max(self.torchserve, key=lambda peer: sum(row.throughput for row in peer.rows))
+        return max(self.peers, key=lambda peer: sum(row.throughput for row in peer.rows))
 
     def fastest_at(self, concurrency: int) -> tuple[PeerRows, ClosedLoopRow] | None:
         """The TorchServe configuration fastest at this concurrency, and its row."""
-        measured = [(peer, peer.at(concurrency)) for peer in self.torchserve]
+        measured = [(peer, peer.at(concurrency)) for peer in self.peers]
         measured = [(peer, row) for peer, row in measured if row is not None and row.throughput]
         return max(measured, key=lambda pair: pair[1].throughput, default=None)
 
@@ -228,9 +249,23 @@ class Summary:
     load_end: str = ""
     sweeps: list[SweepPoint] = field(default_factory=list)
     paired: Paired | None = None
+    interleaved: Interleaved | None = None
     raw: RawLimit | None = None
     peer: PeerComparison | None = None
     peer_missing: str | None = None  # why the peer was not measured
+    litserve: PeerComparison | None = None
+    litserve_missing: str | None = None
+    # perf.quiet: the machine before the run and during each measurement, and its verdict
+    quiet_baseline: MachineLoad | None = None
+    machine_loads: list[MachineLoad] = field(default_factory=list)  # paired, raw limit
+    not_quiet: list[str] = field(default_factory=list)  # why these are not results
+
+    def all_machine_loads(self) -> list[MachineLoad]:
+        sweeps = [point.machine_load for point in self.sweeps if point.machine_load]
+        peers = [
+            loads for peer in (self.peer, self.litserve) if peer for loads in peer.machine_loads
+        ]
+        return [*sweeps, *peers, *self.machine_loads]
 
     def measured(self, run: str) -> list[Measurement]:
         """The successful levels of one sweep, by level."""

@@ -1,8 +1,9 @@
 """The peer: TorchServe (its own .venv-torchserve, torch inside) serving the same random-weight
 torchvision ResNet-50 with its built-in `image_classifier` handler, in several worker
-configurations at once, each its own TorchServe on its own ports. `compare` loads tricolor and
-every configuration in turn with the same closed loop (perf.closed_loop), round after round,
-so that this VM's slow minutes fall on all of them alike.
+configurations, one TorchServe at a time (never two at once, never loaded beside tricolor).
+`compare` alternates tricolor and the running configuration with the same closed loop
+(perf.closed_loop), round after round, so that this VM's slow minutes fall on both alike;
+tricolor's repeats are pooled over all the configurations' turns.
 
 The configurations (on N cores): N workers x 1 thread, unpinned and pinned; 1 worker x N
 threads, pinned; TorchServe's defaults. "Pinned" is TorchServe's CPU performance guide:
@@ -14,7 +15,6 @@ threads). Setup: `make torchserve-venv`; Java 17 on PATH.
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import json
 import os
 import signal
@@ -27,14 +27,11 @@ from pathlib import Path
 
 from tricolor.settings import PROJECT_ROOT, free_ports
 
-from .. import closed_loop
-from ..summary import PeerComparison, PeerConfiguration, PeerRows
+from .. import closed_loop, peers
+from ..summary import PeerComparison, PeerConfiguration
 
 VENV = PROJECT_ROOT / ".venv-torchserve"
 MODEL_SCRIPT = Path(__file__).resolve().parent / "model.py"
-# load on every target before the rounds, not counted: TorchScript's profiling executor
-# optimises the graph on a worker's first calls (seconds each), and Triton's stubs warm up too
-WARM_UP_S = 8.0
 
 
 def configurations(cores: int = os.cpu_count() or 1) -> dict[str, PeerConfiguration]:
@@ -146,50 +143,15 @@ def compare(
     rounds: int,
     work: Path,
 ) -> PeerComparison:
-    """tricolor's `classify` and each TorchServe configuration, interleaved: every round runs
-    each concurrency on every target, the targets' order rotating from round to round."""
-    started = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    """tricolor's `classify` and each TorchServe configuration in turn (perf.peers)."""
     store = model_archive(work)
-    with contextlib.ExitStack() as stack:
-        running = []
-        for configuration in chosen:
-            folder = work / configuration.name.replace(" ", "")
-            running.append(stack.enter_context(torchserve(configuration, store, folder)))
-            print(f"torchserve {configuration.name}: worker CPUs {running[-1].worker_cpus}")
-        targets = [
-            ("tricolor", triton_http_port, closed_loop.triton_request()),
-            *((r.configuration.name, r.inference_port, closed_loop.torchserve_request())
-              for r in running),
-        ]  # fmt: skip
-        for name, port, build in targets:  # discarded: TorchScript optimises on first runs
-            warm = closed_loop.Pooled(max(levels))
-            closed_loop.run("127.0.0.1", port, build, images, warm, seconds=WARM_UP_S)
-            print(f"warm-up {name}: {len(warm.latencies_s)} answers", flush=True)
-        pools = {
-            (name, level): closed_loop.Pooled(level) for name, *_ in targets for level in levels
-        }
-        for round_index in range(rounds):
-            for level in levels:
-                shift = (round_index + level) % len(targets)
-                for name, port, build in targets[shift:] + targets[:shift]:
-                    pool = pools[name, level]
-                    closed_loop.run("127.0.0.1", port, build, images, pool, seconds)
-                    print(
-                        f"round {round_index + 1}/{rounds} c={level} {name}: "
-                        f"{len(pool.latencies_s)} answers so far, load {pool.loads[-1]}",
-                        flush=True,
-                    )
-        return PeerComparison(
-            started=started,
-            rounds=rounds,
-            seconds=seconds,
-            tricolor=[pools["tricolor", level].row() for level in levels],
-            torchserve=[
-                PeerRows(
-                    configuration=r.configuration,
-                    worker_cpus=r.worker_cpus,
-                    rows=[pools[r.configuration.name, level].row() for level in levels],
-                )
-                for r in running
-            ],
-        )
+
+    @contextlib.contextmanager
+    def start(configuration: PeerConfiguration) -> Iterator[peers.Target]:
+        folder = work / configuration.name.replace(" ", "")
+        with torchserve(configuration, store, folder) as running:
+            yield peers.Target(
+                running.inference_port, closed_loop.torchserve_request(), running.worker_cpus
+            )
+
+    return peers.alternate(triton_http_port, chosen, start, images, levels, seconds, rounds)

@@ -10,10 +10,13 @@ import pytest
 from tricolor.colours import (
     RGB_PALETTE,
     RYB_PALETTE,
+    colours,
     dominant_colours,
     palette_scores,
     palette_shares,
 )
+from tricolor.imaging import Limits, pad_thumbnails, preprocess
+from tricolor.samples import sample_photos
 from tricolor.scores import softmax, top_k
 
 
@@ -124,3 +127,48 @@ def test_shares_leave_out_greys_whites_and_blacks() -> None:
     shares = palette_shares(red_on_grey, np.array([[8, 8]], np.int32), RGB_PALETTE)[0]
     assert shares[RGB_PALETTE.names.index("red")] == pytest.approx(0.25)
     assert shares.sum() == pytest.approx(0.25)
+
+
+# found by searching pixel pairs: in float32 the mean distances of these images' two best
+# colours (~1e-7 apart, relative) come out the wrong way round; the float64 rule decides them
+NEAR_TIES = [
+    (RGB_PALETTE, [[208, 18, 46], [196, 114, 47]]),
+    (RYB_PALETTE, [[238, 20, 12], [232, 114, 9]]),
+]
+
+
+@pytest.mark.parametrize(("palette", "pixels"), NEAR_TIES, ids=["rgb", "ryb"])
+def test_near_ties_are_decided_as_the_plain_loop_decides(palette, pixels) -> None:
+    image = np.array([pixels], np.uint8)
+    padded = np.zeros((1, 4, 4, 3), np.uint8)
+    padded[0, :1, :2] = image
+    codes, _ = dominant_colours(padded, np.array([[1, 2]], np.int32), palette)
+    assert codes == [palette.hex_codes[int(np.argmin(loop_scores(image, palette)))]]
+
+
+def float64_shares(pixels: np.ndarray, palette) -> np.ndarray:
+    """The shares as the contract words them, in float64 on the integer pixels (colorsys works
+    on values scaled by 1/255 and rounds pixels lying exactly at saturation 1/4 either way)."""
+    flat = pixels.reshape(-1, 3).astype(np.float64)
+    brightest, darkest = flat.max(axis=1), flat.min(axis=1)
+    saturation = np.divide(brightest - darkest, brightest, where=brightest > 0, out=0 * flat[:, 0])
+    chromatic = (saturation >= 0.25) & (brightest / 255 >= 0.2)
+    squared = ((flat[:, None, :] - palette.rgb[None, :, :]) ** 2).sum(axis=2)
+    counts = np.bincount(squared.argmin(axis=1)[chromatic], minlength=len(palette.hex_codes))
+    return (counts / len(flat)).astype(np.float32)
+
+
+def test_both_palettes_from_one_pass_equal_the_rules_on_photos() -> None:
+    """What postprocess sends (`colours` on both palettes at once) on real photos' thumbnails
+    as preprocess makes them: the float64 mean-distance rule's winner and the shares, exactly."""
+    photos = sample_photos()
+    made = [preprocess(data, 232, 64, Limits()).thumbnail for data in photos.values()]
+    thumbnails, sizes = pad_thumbnails(made, 64)
+    answers = colours(thumbnails, sizes, (RGB_PALETTE, RYB_PALETTE))
+    for answer, palette in zip(answers, (RGB_PALETTE, RYB_PALETTE), strict=True):
+        exact = palette_scores(thumbnails, sizes, palette).argmin(axis=1)
+        assert answer.hex_codes == [palette.hex_codes[i] for i in exact]
+        assert answer.shares.dtype == np.float32
+        for row, thumbnail in enumerate(made):
+            expected = float64_shares(thumbnail, palette)
+            np.testing.assert_array_equal(answer.shares[row], expected)

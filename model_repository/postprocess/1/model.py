@@ -14,7 +14,7 @@ import numpy as np
 import triton_python_backend_utils as pb_utils
 
 from tricolor import contract
-from tricolor.colours import RGB_PALETTE, RYB_PALETTE, dominant_colours, palette_shares
+from tricolor.colours import RGB_PALETTE, RYB_PALETTE, colours
 from tricolor.python_backend import (
     ExecutingRequests,
     Failure,
@@ -98,18 +98,18 @@ class TritonPythonModel:
         class_ids, scores = top_k(probabilities, self.top_k)
         for score in scores[:, 0].tolist():
             self.confidence.observe(score)
-        rgb_codes, rgb_names = dominant_colours(thumbnails, sizes, RGB_PALETTE)
-        ryb_codes, ryb_names = dominant_colours(thumbnails, sizes, RYB_PALETTE)
+        # one distance computation per palette gives the dominant colour and the shares
+        rgb, ryb = colours(thumbnails, sizes, (RGB_PALETTE, RYB_PALETTE))
         outputs = {
             contract.LABELS.name: self.labels[class_ids],
             contract.SCORES.name: scores,
             contract.CLASS_IDS.name: class_ids,
-            contract.COLOR_RGB.name: _strings(rgb_codes),
-            contract.COLOR_RYB.name: _strings(ryb_codes),
-            contract.COLOR_RGB_NAME.name: _strings(rgb_names),
-            contract.COLOR_RYB_NAME.name: _strings(ryb_names),
-            contract.COLOR_RGB_SHARES.name: palette_shares(thumbnails, sizes, RGB_PALETTE),
-            contract.COLOR_RYB_SHARES.name: palette_shares(thumbnails, sizes, RYB_PALETTE),
+            contract.COLOR_RGB.name: _strings(rgb.hex_codes),
+            contract.COLOR_RYB.name: _strings(ryb.hex_codes),
+            contract.COLOR_RGB_NAME.name: _strings(rgb.names),
+            contract.COLOR_RYB_NAME.name: _strings(ryb.names),
+            contract.COLOR_RGB_SHARES.name: rgb.shares,
+            contract.COLOR_RYB_SHARES.name: ryb.shares,
             contract.SECOND_LOOK.name: second_look.reshape(-1, 1),
             contract.WEIGHTS.name: np.full((len(logits), 1), self.weights, dtype=np.object_),
         }
