@@ -21,11 +21,13 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from tests.helpers import encode, generated_images
+from tests.helpers import encode, generated_images, photo_bytes
 from tricolor.client import Classification
+from tricolor.colours import RGB_PALETTE, RYB_PALETTE
 from tricolor.launcher import TritonServer, metric_sum
 from tricolor.settings import PROJECT_ROOT
 
@@ -136,11 +138,21 @@ def settled(server: TritonServer, before: str, expected: dict[Series, float]) ->
 
 def test_custom_metrics_move_by_exactly_the_requests(server: TritonServer, client) -> None:
     before = server.metrics_text()
-    # a flat mid-grey picture shows nothing to be sure of (top-1 0.13 with the seeded random
-    # weights), the generated scenes are confidently misread (0.7-0.9 with them): some images
-    # take the second look and some do not
-    grey = encode(Image.new("RGB", (320, 240), "#808080"), "PNG")
-    images = {**generated_images(), "grey.png": grey}
+    # images a classifier is sure of and images it cannot be, so that some take the second
+    # look and some do not whatever the weights: with the seeded random ones a flat grey is
+    # at top-1 0.13 and the generated scenes at 0.7-0.9; ImageNet weights are sure of the
+    # photos (a cat, a coffee cup, a rocket) and not of flat colours and noise
+    noise = np.random.default_rng(2).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    images = {
+        **generated_images(),
+        **photo_bytes(),
+        "grey.png": encode(Image.new("RGB", (320, 240), "#808080"), "PNG"),
+        "noise.png": encode(Image.fromarray(noise), "PNG"),
+        **{
+            f"{code}.png": encode(Image.new("RGB", (320, 240), code), "PNG")
+            for code in (*RGB_PALETTE.hex_codes, *RYB_PALETTE.hex_codes)
+        },
+    }
     payloads = {**images, "broken.bin": b"definitely not an image"}
     results: list[Classification] = client.classify_many(list(payloads.values()), list(payloads))
     answered = [result for result in results if result.error is None]
