@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 import pytest
+import scipy.special
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from PIL import Image
@@ -34,7 +35,6 @@ from tests.helpers import (
 )
 from tricolor.client import ModelTimes, TricolorClient
 from tricolor.colours import RGB_PALETTE, RYB_PALETTE
-from tricolor.scores import softmax
 from tricolor.settings import MODEL_REPOSITORY
 
 pytestmark = pytest.mark.integration
@@ -63,6 +63,10 @@ def test_every_contract_output_for_several_images_in_one_request(
     assert outputs["CLASS_IDS"].dtype == np.int32
     for name in ("COLOR_RGB", "COLOR_RYB", "COLOR_RGB_NAME", "COLOR_RYB_NAME", "WEIGHTS"):
         assert outputs[name].shape == (3, 1), name
+    for name in ("COLOR_RGB_SHARES", "COLOR_RYB_SHARES"):
+        assert outputs[name].shape == (3, 12) and outputs[name].dtype == np.float32, name
+        assert np.all(outputs[name] >= 0) and np.all(outputs[name].sum(axis=1) <= 1 + 1e-6)
+    assert outputs["SECOND_LOOK"].shape == (3, 1) and outputs["SECOND_LOOK"].dtype == np.bool_
     for row in range(3):
         scores = outputs["SCORES"][row]
         assert np.all(np.diff(scores) <= 0) and 0 <= scores.min() and scores.max() <= 1
@@ -105,9 +109,16 @@ def test_concurrent_requests_all_get_their_own_answer(client: TricolorClient) ->
 def oracle_probabilities(
     tensors: np.ndarray, session: ort.InferenceSession, second_look_below: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """What `classify` should answer, computed outside Triton from reference tensors."""
+    """What `classify` should answer, computed outside Triton from reference tensors (scipy's
+    softmax in float64, not the one postprocess uses)."""
+
+    def softmax(logits: np.ndarray) -> np.ndarray:
+        return scipy.special.softmax(logits.astype(np.float64), axis=1)
+
     probabilities = softmax(session.run(["logits"], {"input": tensors})[0])
-    second_look = probabilities.max(axis=1) < second_look_below
+    # the rule on the FP32 probabilities the contract serves: a certain image's 1.0 is never
+    # below second_look_below (at most 1)
+    second_look = probabilities.max(axis=1).astype(np.float32) < second_look_below
     if second_look.any():
         flipped = np.ascontiguousarray(tensors[second_look][..., ::-1])
         flipped_probabilities = softmax(session.run(["logits"], {"input": flipped})[0])
@@ -217,6 +228,34 @@ def test_solid_palette_colours_are_their_own_dominant_colour(client, palette) ->
         result.color_rgb if palette is RGB_PALETTE else result.color_ryb for result in results
     ]
     assert served == list(palette.hex_codes)
+
+
+def nearest_index(hex_code: str, hex_codes: tuple[str, ...]) -> int:
+    """The palette colour nearest (Euclidean RGB) to a solid colour, the slow obvious way."""
+    colour = [int(hex_code[i : i + 2], 16) for i in (1, 3, 5)]
+    distances = [
+        sum((colour[c] - int(code[1 + 2 * c : 3 + 2 * c], 16)) ** 2 for c in range(3))
+        for code in hex_codes
+    ]
+    return distances.index(min(distances))
+
+
+def test_served_shares_are_one_hot_at_each_palettes_own_nearest_colour(client) -> None:
+    """Solid colours whose nearest entries have different indices in the two palettes, so
+    swapped COLOR_RGB_SHARES / COLOR_RYB_SHARES (or one palette's shares for both) fail."""
+    colours = ["#FFFF00", "#00FFFF", "#8000FF", "#FF0080", "#00FF80"]
+    assert nearest_index("#FFFF00", RGB_PALETTE.hex_codes) == 2  # the palettes' own yellows
+    assert nearest_index("#FFFF00", RYB_PALETTE.hex_codes) == 4
+    results = client.classify_many([solid(code) for code in colours], colours)
+    for code, result in zip(colours, results, strict=True):
+        assert result.error is None, result.error
+        for served, hex_codes in [
+            (result.color_rgb_shares, RGB_PALETTE.hex_codes),
+            (result.color_ryb_shares, RYB_PALETTE.hex_codes),
+        ]:
+            expected = [0.0] * 12
+            expected[nearest_index(code, hex_codes)] = 1.0
+            assert served == pytest.approx(expected, abs=1e-6), (code, served)
 
 
 def plain_rule(pixels: np.ndarray, hex_codes: tuple[str, ...]) -> str:
@@ -365,26 +404,43 @@ def test_second_look_averages_the_flipped_image(
 ) -> None:
     """Checked against ONNX Runtime on the served tensors, so the BLS arithmetic is exact."""
     payloads = [path.read_bytes() for path in parity_images]
+    names = [path.name for path in parity_images]
     with grpcclient.InferenceServerClient(controllable_server.grpc_url) as raw:
         tensors = infer(raw, grpcclient, payloads, "preprocess", ("preprocessed_image",))[
             "preprocessed_image"
         ]
     single_look, _ = oracle_probabilities(tensors, onnx_session, 0.0)
+    if threshold == 1.0:  # every image the weights are not certain of (FP32 1.0 is not below 1)
+        uncertain = single_look.max(axis=1).astype(np.float32) < 1.0
+        payloads = [payload for payload, keep in zip(payloads, uncertain, strict=True) if keep]
+        names = [name for name, keep in zip(names, uncertain, strict=True) if keep]
+        tensors, single_look = tensors[uncertain], single_look[uncertain]
     # which images take the second look: none, all, or some and not others in one batch
     takers = {0.0: {False}, 1.0: {True}}.get(threshold, {False, True})
-    if threshold is None:  # halfway through the images' own confidences
-        threshold = float(np.median(single_look.max(axis=1)))
+    if threshold is None:  # halfway between the two middle confidences of the images
+        confidences = np.sort(single_look.max(axis=1))
+        middle = len(confidences) // 2
+        threshold = float((confidences[middle - 1] + confidences[middle]) / 2)
     reload_model("postprocess", second_look_below=str(threshold))
     expected, expected_second_look = oracle_probabilities(tensors, onnx_session, threshold)
     assert set(expected_second_look.tolist()) == takers, single_look.max(axis=1)
+    looks = "tricolor_second_looks_total"
+    looks_before = scrape(controllable_server, looks)
     with TricolorClient(controllable_server.grpc_url) as client:
-        results = client.classify_batch(payloads, [path.name for path in parity_images])
+        results = client.classify_batch(payloads, names)
     assert [result.second_look for result in results] == expected_second_look.tolist()
+    # the counter moves by the images that took it: none, all, or some of them
+    wait_for_metric(controllable_server, looks, looks_before + expected_second_look.sum())
     for row, result in enumerate(results):
         assert result.class_ids == np.argsort(-expected[row], kind="stable")[:5].tolist()
         np.testing.assert_allclose(result.scores, expected[row][result.class_ids], atol=1e-5)
-    if expected_second_look.any():  # the flip moved the scores more than the tolerance
-        assert np.abs(expected - single_look).max() > 1e-3
+    if expected_second_look.any():  # without the flip's average some score would be off
+        moved = [
+            np.abs(expected[row] - single_look[row])[result.class_ids].max()
+            for row, result in enumerate(results)
+            if result.second_look
+        ]
+        assert max(moved) > 1e-5, moved
 
 
 def test_second_look_failure_fails_only_the_requests_that_needed_it(
@@ -392,14 +448,25 @@ def test_second_look_failure_fails_only_the_requests_that_needed_it(
 ) -> None:
     """Requests that need the second look and requests that do not, in one postprocess
     execute call: a failed BLS request fails the first kind and answers the second."""
-    names = ["chelsea.png", "rocket.png", "coffee.png", "hubble_deep_field.png"]
-    payloads = [photo_bytes()[name] for name in names]
+    noise = np.random.default_rng(2).integers(0, 256, (240, 320, 3), dtype=np.uint8)
+    images = {
+        **{name: photo_bytes()[name] for name in ("chelsea.png", "rocket.png", "coffee.png")},
+        "hubble_deep_field.png": photo_bytes()["hubble_deep_field.png"],
+        **generated_images(),
+        "grey.png": solid("#808080"),
+        "noise.png": encode(Image.fromarray(noise), "PNG"),
+    }
+    names, payloads = list(images), list(images.values())
     with TricolorClient(controllable_server.grpc_url, timeout_s=2 * WAIT_S) as client:
         reload_model("postprocess", second_look_below="0")
         single_look = client.classify_batch(payloads, names)
+        # split at the widest gap between the images' confidences, whatever the weights:
+        # some need the second look, the others not, none near the threshold
         confidences = sorted(result.scores[0] for result in single_look)
-        assert confidences[2] - confidences[1] > 0.01, confidences  # a clear gap in the middle
-        threshold = (confidences[1] + confidences[2]) / 2  # two need the second look, two not
+        gaps = [high - low for low, high in zip(confidences, confidences[1:], strict=False)]
+        split = gaps.index(max(gaps))
+        assert gaps[split] > 1e-5, confidences
+        threshold = (confidences[split] + confidences[split + 1]) / 2
         reload_model(
             "postprocess",
             dynamic_batching=in_one_execute(len(payloads)),

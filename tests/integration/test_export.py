@@ -20,6 +20,24 @@ EXPORT = PROJECT_ROOT / "build_engines" / "export.py"
 CLASSES = 47
 
 
+# run in the export venv: torch's ResNet-50 with the checkpoint's state dict vs ONNX Runtime
+CHECKPOINT_VS_ONNX = """
+import json, sys
+import numpy as np, onnxruntime, torch, torchvision
+state_dict = torch.load(sys.argv[1], map_location="cpu", weights_only=True)
+model = torchvision.models.resnet50(num_classes=state_dict["fc.weight"].shape[0])
+model.load_state_dict(state_dict)
+model.eval()
+images = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(3))
+with torch.inference_mode():
+    expected = model(images).numpy()
+session = onnxruntime.InferenceSession(sys.argv[2], providers=["CPUExecutionProvider"])
+served = session.run(["logits"], {"input": images.numpy()})[0]
+scale = float(np.abs(expected).max())
+print(json.dumps({"max_abs_diff": float(np.abs(served - expected).max()), "max_logit": scale}))
+"""
+
+
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory) -> Path:
     """A 47-class ResNet-50 state dict, as fine-tuning on house plants would leave it."""
@@ -71,6 +89,23 @@ def test_checkpoint_export_takes_class_count_and_labels(tmp_path: Path, checkpoi
     assert (tmp_path / "labels.txt").read_text() == labels.read_text()
     provenance = json.loads((tmp_path / "weights.json").read_text())
     assert provenance["num_classes"] == str(CLASSES)
+    # the exported model is the checkpoint's: ONNX Runtime against torch with the state dict
+    # loaded here (dropping the export's load_state_dict leaves a freshly initialised model)
+    compared = subprocess.run(
+        [
+            str(EXPORT_PYTHON),
+            "-c",
+            CHECKPOINT_VS_ONNX,
+            str(checkpoint),
+            str(tmp_path / "model.onnx"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert compared.returncode == 0, compared.stderr[-3000:]
+    difference = json.loads(compared.stdout)
+    assert difference["max_abs_diff"] <= 1e-3, difference
 
 
 def test_labels_that_do_not_match_the_checkpoint_are_refused(tmp_path: Path, checkpoint) -> None:

@@ -116,6 +116,8 @@ HOSTILE = {
 }
 
 
+REJECTED = "tricolor_rejected_images_total"
+REASONS = {refusal[0] for _, refusal in HOSTILE.values() if refusal is not None}
 ANSWERED = [case for case, (_, refusal) in HOSTILE.items() if refusal is None]
 # how far each answered input's served tensor may be from torchvision's (default: bit-exact)
 REFERENCE_TOLERANCE = {
@@ -170,6 +172,7 @@ def test_hostile_input_gets_an_answer_or_a_clear_error(
     factory, refusal = HOSTILE[case]
     image = factory()
     stubs = preprocess_stubs(server)
+    refused = {kind: scrape(server, REJECTED, reason=kind) for kind in REASONS}
     baseline = {pid: memory_kib(pid) for pid in stubs}
     for pid in stubs:  # reset the peak-RSS counter (VmHWM) to now
         Path(f"/proc/{pid}/clear_refs").write_text("5")
@@ -190,6 +193,10 @@ def test_hostile_input_gets_an_answer_or_a_clear_error(
         assert result.error is not None
         # the client shows the server's reason alone: no ensemble prefix, no row of one
         assert words in result.error and "row 0" not in result.error, result.error
+        # the reason is the refusal's own series: it moves by this one image, no other does
+        wait_for_metric(server, REJECTED, refused[reason] + 1, reason=reason)
+        others = {kind: scrape(server, REJECTED, reason=kind) for kind in REASONS - {reason}}
+        assert others == {kind: refused[kind] for kind in others}, (reason, others)
     if case == "png-bomb-30000x30000":
         # refused from the header: decoding it would take 900 MB (2.7 GB as RGB)
         assert peak_growth_mib < 32, peak_growth_mib
@@ -297,12 +304,15 @@ def test_each_refusal_reason_increments_its_own_counter(server, bounded) -> None
     name = "tricolor_rejected_images_total"
     sent = {"empty": 1, "too_large": 1, "too_many_pixels": 1, "undecodable": 2}
     before = {reason: scrape(server, name, reason=reason) for reason in by_reason}
+    labelled = {"reason": "undecodable", "model": "preprocess", "version": "1"}
+    labelled_before = scrape(server, name, **labelled)
     for reason, image in by_reason.items():
         for _ in range(sent[reason]):
             assert bounded.classify_one(image, reason).error is not None
     for reason, count in sent.items():  # each reason's series moves by its own count, exactly
         wait_for_metric(server, name, before[reason] + count, reason=reason)
-    assert scrape(server, name, reason="undecodable", model="preprocess", version="1") > 0
+    # the series carry the model's own labels: that one moved by both undecodable images
+    wait_for_metric(server, name, labelled_before + sent["undecodable"], **labelled)
 
 
 # --- exposure: what the default launcher opens ----------------------------------------------

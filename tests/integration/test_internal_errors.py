@@ -5,6 +5,7 @@ injected into tricolor.imaging's resize path for one image shape (preprocess).""
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -72,6 +73,15 @@ def wait_for(server: TritonServer, name: str, expected: float, **labels: str) ->
         time.sleep(0.1)
 
 
+def wait_for_log(path: Path, pattern: str, what: str) -> None:
+    """Wait until the server's log matches `pattern` (the stub's log lines arrive through
+    tritonserver, just after the response)."""
+    deadline = time.monotonic() + COUNTER_DEADLINE_S
+    while not re.search(pattern, path.read_text(errors="replace")):
+        assert time.monotonic() < deadline, f"{what} is not in {path.name}"
+        time.sleep(0.1)
+
+
 def test_our_failures_are_internal_and_not_counted_as_refusals(faulty_server) -> None:
     refused_before = scrape(faulty_server, "tricolor_rejected_images_total")
 
@@ -88,5 +98,15 @@ def test_our_failures_are_internal_and_not_counted_as_refusals(faulty_server) ->
     # the one real refusal is counted, exactly; the two failures of ours are not
     wait_for(faulty_server, "tricolor_rejected_images_total", refused_before + 1)
     assert faulty_server.is_ready()
-    log = (ARTIFACTS / "tritonserver-internal-errors.log").read_text(errors="replace")
-    assert "ZeroDivisionError: a bug of ours" in log  # the traceback is in the server log
+    # each fault of ours is in the server log: the bug with its traceback (the frame that
+    # raised, then the exception), the mismatch with what to do about it
+    log_path = ARTIFACTS / "tritonserver-internal-errors.log"
+    for what, logged in [
+        (
+            "the injected bug's traceback",
+            # Triton writes the stub's multi-line message on one line, newlines as "\n"
+            r"in _shrink_to_with_a_bug\\n.*\\nZeroDivisionError: a bug of ours",
+        ),
+        ("the labels mismatch", r"resnet50 returned 1000 classes but the labels file has 999"),
+    ]:
+        wait_for_log(log_path, logged, what)

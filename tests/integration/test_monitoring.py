@@ -33,6 +33,18 @@ SERIES = re.compile(r"\b(?:nv|tricolor)_[a-z0-9_]+\b")
 # only the container's server exports these: GPU metrics need a GPU, the latency summaries need
 # the --metrics-config summary_latencies=true it passes (tests/test_deploy.py checks both flags)
 CONTAINER_ONLY_SERIES = re.compile(r"nv_gpu_[a-z_]+|nv_inference_[a-z_]+_summary_us")
+# the queries that are empty on this server, by name: on container-only series, or `offset 7d`
+# (a week before this server started)
+EMPTY_HERE = {
+    "alert TricolorConfidenceDrift",  # offset 7d
+    "panel 'Top-1 confidence median vs 7 days ago' #1",  # offset 7d
+    'panel "classify latency p50 / p99 (Triton\'s request summaries)" #0',
+    "panel 'Queue time p99 per model' #0",  # a latency summary
+    "panel 'GPU utilisation and memory' #0",
+    "panel 'GPU utilisation and memory' #1",
+}
+# an alert's comparison (`a > b`), which `a > bool b` turns into a 0 / 1 value
+ALERT_CONDITION = re.compile(r"\s(>|<|>=|<=)\s")
 
 
 def prometheus_binaries() -> tuple[str, str]:
@@ -188,6 +200,26 @@ def test_every_shipped_query_evaluates_on_real_series(
             if name not in exported and not CONTAINER_ONLY_SERIES.fullmatch(name)
         ]
     assert not problems, "\n".join(problems)
+    # after the traffic every query has a result: a misspelt label (`{model="clasify"}`)
+    # evaluates fine to an empty vector, the silent empty panel. An alert's condition is asked
+    # with `bool` (a false one filters every series out)
+    assert EMPTY_HERE <= set(queries()), EMPTY_HERE - set(queries())
+    expected_answers = {
+        where: ALERT_CONDITION.sub(r"\1 bool ", expression)
+        if where.startswith("alert ")
+        else expression
+        for where, expression in queries().items()
+        if where not in EMPTY_HERE
+    }
+    wait_for(
+        lambda: [
+            where
+            for where, expression in expected_answers.items()
+            if not api(prometheus, "query", query=expression).get("data", {}).get("result")
+        ],
+        lambda empty: not empty,
+        "every shipped query answering with at least one series",
+    )
     # rules are evaluated every second once loaded
     wait_for(
         lambda: [

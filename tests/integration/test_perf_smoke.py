@@ -137,9 +137,10 @@ def settled(server: TritonServer, before: str, expected: dict[Series, float]) ->
 
 def test_custom_metrics_move_by_exactly_the_requests(server: TritonServer, client) -> None:
     before = server.metrics_text()
-    # a flat mid-grey picture shows nothing to be sure of (top-1 0.13 with the seeded random
-    # weights), the generated scenes are confidently misread (0.7-0.9 with them): some images
-    # take the second look and some do not
+    # how many take the second look depends on the weights (with the seeded random ones the
+    # flat grey, at top-1 0.13, does and the generated scenes do not), so the expected count
+    # is the answers' own; test_classify's second-look test holds the counter to a mix of
+    # both kinds that it sets up itself
     grey = encode(Image.new("RGB", (320, 240), "#808080"), "PNG")
     images = {**generated_images(), "grey.png": grey}
     payloads = {**images, "broken.bin": b"definitely not an image"}
@@ -147,8 +148,6 @@ def test_custom_metrics_move_by_exactly_the_requests(server: TritonServer, clien
     answered = [result for result in results if result.error is None]
     assert len(answered) == len(images), [result.error for result in results]
     second_looks = sum(result.second_look for result in answered)
-    looked = {result.path: result.second_look for result in answered}
-    assert 0 < second_looks < len(images), f"the count below needs both kinds: {looked}"
     count = float(len(images))
     expected = {  # one request per image; the broken one fails in preprocess
         series("tricolor_decoded_images_total"): count,

@@ -25,8 +25,7 @@ from tests.helpers import ARTIFACTS, encode, photo_bytes, stop_process
 from tricolor.client import Classification, ModelTimes, TricolorClient
 from tricolor.colours import RGB_PALETTE
 from tricolor.launcher import TritonServer
-from tricolor.settings import PROJECT_ROOT, free_ports
-from tricolor.weights import is_random
+from tricolor.settings import MODEL_REPOSITORY, PROJECT_ROOT, free_ports
 from ui import views
 
 UI_PYTHON = PROJECT_ROOT / ".venv-ui" / "bin" / "python"
@@ -318,8 +317,16 @@ def test_browser_upload_shows_labels_and_colours(
                 expect(labels).to_contain_text(label)
             expect(page.locator("#details")).to_contain_text("Round trip")
             assert page.locator("#details table").evaluate(CLIPPED_JS) == []  # 1280 px wide
-            if is_random(direct.weights):
-                expect(page.locator("#status")).to_contain_text("mean nothing")
+            # what the export recorded, not what the server says (that is what is tested)
+            provenance = MODEL_REPOSITORY / "postprocess" / "weights.json"
+            weights = json.loads(provenance.read_text())["weights"]
+            if weights in ("random", "random_fallback"):
+                expect(page.locator("#status")).to_contain_text(
+                    f"ResNet-50 runs seeded RANDOM weights (weights={weights}): its labels "
+                    "mean nothing."
+                )
+            else:
+                expect(page.locator("#status")).not_to_contain_text("mean nothing")
             screenshot = page.screenshot(full_page=True)
 
             # add to catalogue: the same photo again, kept, then found in the Catalogue tab
@@ -334,7 +341,10 @@ def test_browser_upload_shows_labels_and_colours(
             page.locator("#catalogue-find").click()
             matches = page.locator("#catalogue-gallery")
             expect(matches).to_contain_text(kept, timeout=60_000)
-            expect(page.locator("#catalogue-summary")).to_contain_text("matches")
+            found = search_json(catalogue_db, "--rgb", direct.color_rgb)
+            expect(page.locator("#catalogue-summary")).to_contain_text(
+                f"{len(found)} of {len(found)} matches"  # not "Nothing matches"
+            )
             swatch = colours.locator("input[value='#FF0000']")
             assert swatch.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(255, 0, 0)"
             catalogue_screenshot = page.screenshot(full_page=True)

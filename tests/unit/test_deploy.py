@@ -206,24 +206,48 @@ def test_triton_image_runs_as_non_root_with_a_readiness_health_check() -> None:
     assert re.search(r"^COPY model_repository ", stage, re.M)
 
 
+SOURCE = PROJECT_ROOT / "src"
+
+
+def package_of(path: Path) -> list[str]:
+    """The package a file of src/ belongs to (for an `__init__.py`, its own), as name parts; a
+    model's file belongs to none."""
+    if not path.is_relative_to(SOURCE):
+        return []
+    return list(path.relative_to(SOURCE).parts[:-1])
+
+
 def top_level_imports(path: Path) -> set[str]:
-    """Modules imported at module level (an import inside a function is an opt-in)."""
+    """Modules imported at module level (an import inside a function is an opt-in), relative
+    imports resolved, and `from package import name` as both the package and `package.name`
+    (which is a module or an attribute: `module_file` tells)."""
     names = set()
     for node in ast.parse(path.read_text()).body:
         if isinstance(node, ast.Import):
             names |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                package = package_of(path)
+                base = package[: len(package) - node.level + 1]
+                module = ".".join([*base, *([node.module] if node.module else [])])
+            else:
+                module = node.module or ""
+            names.add(module)
+            names |= {f"{module}.{alias.name}" for alias in node.names}
     return names
 
 
-def module_file(module: str) -> Path:
-    path = PROJECT_ROOT / "src" / Path(*module.split("."))
-    return path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+def module_file(module: str) -> Path | None:
+    """The file of a `tricolor.*` module, None when the name is not a module (an attribute)."""
+    path = SOURCE / Path(*module.split("."))
+    if path.is_dir():
+        return path / "__init__.py"
+    return path.with_suffix(".py") if path.with_suffix(".py").is_file() else None
 
 
 def third_party_imports_of_the_image() -> set[str]:
-    """Top-level modules the models and the entrypoint import, following `tricolor.*`."""
+    """Top-level modules the models and the entrypoint import, following `tricolor.*` through
+    every package on the way (importing `a.b.c` runs `a/__init__.py` and `a/b/__init__.py`)."""
     pending = [*MODEL_REPOSITORY.glob("*/1/model.py"), module_file("tricolor.container")]
     seen, third_party = set(), set()
     while pending:
@@ -232,11 +256,12 @@ def third_party_imports_of_the_image() -> set[str]:
             continue
         seen.add(path)
         for module in top_level_imports(path):
-            root = module.split(".")[0]
-            if root == "tricolor":
-                pending.append(module_file(module))
-            elif root not in sys.stdlib_module_names and root != "triton_python_backend_utils":
-                third_party.add(root)
+            parts = module.split(".")
+            if parts[0] == "tricolor":
+                files = (module_file(".".join(parts[:end])) for end in range(1, len(parts) + 1))
+                pending += [file for file in files if file is not None]
+            elif parts[0] not in sys.stdlib_module_names | {"triton_python_backend_utils"}:
+                third_party.add(parts[0])
     return third_party
 
 

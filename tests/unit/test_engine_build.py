@@ -9,6 +9,7 @@ fallback run on real files in a temporary directory.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -30,7 +31,6 @@ from tricolor.engine import (
     Target,
     build_plan,
     fallback_provenance,
-    file_sha256,
     parse_gpus,
     plan_problem,
     provenance_record,
@@ -216,15 +216,20 @@ def test_versions_and_gpus_are_parsed_as_tensorrt_and_nvidia_smi_give_them() -> 
         parse_gpus("No devices were found\n")
 
 
+# the fake ONNX files' bytes and their SHA-256, computed here, not by the product's file_sha256
+ONNX_BYTES = b"onnx bytes"
+ONNX_SHA256 = hashlib.sha256(ONNX_BYTES).hexdigest()
+
+
 @pytest.fixture
 def built(tmp_path: Path) -> tuple[Path, Path, str, BuildSettings]:
     """A plan and its record as build_engine.py leaves them, built on HERE."""
     onnx = tmp_path / "model.onnx"
-    onnx.write_bytes(b"onnx bytes")
+    onnx.write_bytes(ONNX_BYTES)
     settings = BuildSettings(max_batch=64)
     plan, record = tmp_path / PLAN_NAME, tmp_path / RECORD_NAME
     plan.write_bytes(b"PLAN")
-    sha = file_sha256(onnx)
+    sha = ONNX_SHA256
     record.write_text(json.dumps(provenance_record(settings, HERE, "10.8.0.43", sha)))
     return plan, record, sha, settings
 
@@ -298,7 +303,8 @@ def repository(tmp_path: Path) -> Path:
     source = tmp_path / "source"
     (source / "resnet50" / "1").mkdir(parents=True)
     shutil.copy(RESNET50_CONFIG, source / "resnet50" / "config.pbtxt")
-    (source / "resnet50" / "1" / "model.onnx").write_bytes(b"onnx bytes")
+    shutil.copytree(MODEL_REPOSITORY / "resnet50" / "configs", source / "resnet50" / "configs")
+    (source / "resnet50" / "1" / "model.onnx").write_bytes(ONNX_BYTES)
     (source / "postprocess").mkdir()
     (source / "postprocess" / "weights.json").write_text(json.dumps({"weights": "imagenet1k_v2"}))
     return source
@@ -307,7 +313,8 @@ def repository(tmp_path: Path) -> Path:
 def engines_for(repository: Path, directory: Path, target: Target) -> Path:
     directory.mkdir()
     settings = settings_from_config(repository / "resnet50" / "config.pbtxt")
-    sha = file_sha256(repository / "resnet50" / "1" / "model.onnx")
+    assert (repository / "resnet50" / "1" / "model.onnx").read_bytes() == ONNX_BYTES
+    sha = ONNX_SHA256
     (directory / PLAN_NAME).write_bytes(b"PLAN")
     record = provenance_record(settings, target, "10.8.0.43", sha)
     (directory / RECORD_NAME).write_text(json.dumps(record))
@@ -329,7 +336,8 @@ def test_entrypoint_falls_back_loudly_on_a_foreign_plan(repository, tmp_path) ->
     served = tmp_path / "served"
     choice = prepare_gpu_repository(repository, served, engines, HERE)
     assert choice.config_name == FALLBACK_CONFIG
-    assert (MODEL_REPOSITORY / "resnet50" / "configs" / f"{FALLBACK_CONFIG}.pbtxt").is_file()
+    # the fallback's config is in the copy Triton is pointed at
+    assert (served / "resnet50" / "configs" / f"{FALLBACK_CONFIG}.pbtxt").is_file()
     assert not (served / "resnet50" / "1" / PLAN_NAME).exists()
     weights = json.loads((served / "postprocess" / "weights.json").read_text())
     assert weights["weights"].startswith("imagenet1k_v2 [FALLBACK resnet50 on ONNX Runtime")

@@ -3,9 +3,10 @@
 Over arbitrary bytes and over mutations (bit flips, truncations, insertions, deletions,
 "interesting" integers written over header fields) of small valid encodings in every format
 the contract names, `imaging.preprocess` either returns a well-formed `Preprocessed` or
-raises `ImageRejected` with a known reason: never another exception, never a hang (each
-example has a deadline; pytest-timeout bounds the whole test). The examples are the same on
-every run (conftest's `deterministic` profile); `--hypothesis-profile=explore` draws new ones.
+raises `ImageRejected` with a known reason: never another exception, never a hang
+(pytest-timeout bounds the whole test; no per-example deadline, which a loaded machine would
+trip). The examples are the same on every run (conftest's `deterministic` profile);
+`--hypothesis-profile=explore` draws new ones.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ REASONS = {"empty", "too_large", "too_many_pixels", "undecodable"}
 # on the profile conftest loads: the same examples every run, no example database
 FUZZ = settings(
     max_examples=250,
-    deadline=3000,  # ms per example: a decode that takes longer is a bug worth seeing
+    # no per-example deadline: on a loaded two-core machine a decode's time is the machine's,
+    # not the code's; a hang is caught by pytest-timeout (pyproject's `timeout`)
+    deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
 

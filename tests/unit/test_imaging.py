@@ -31,15 +31,27 @@ def photo(width: int, height: int, mode: str = "RGB") -> Image.Image:
 
 @pytest.mark.parametrize(
     ("size", "expected"),
-    [((640, 480), (309, 232)), ((480, 640), (232, 309)), ((232, 232), (232, 232))],
+    [
+        ((640, 480), (309, 232)),
+        ((480, 640), (232, 309)),
+        ((232, 232), (232, 232)),
+        # 232 * 800 / 300 = 618.67: torchvision truncates (int), it does not round
+        ((300, 800), (232, 618)),
+    ],
 )
 def test_resized_size_follows_torchvision(size, expected) -> None:
     assert resized_size(*size, 232) == expected
 
 
 def reference_crop(image: Image.Image, resize_size: int = 232) -> np.ndarray:
-    """torchvision's Resize + CenterCrop on a PIL image, spelt out with the same PIL calls."""
-    new_width, new_height = resized_size(*image.size, resize_size)
+    """torchvision's Resize + CenterCrop on a PIL image, spelt out with the same PIL calls
+    (torchvision's `_compute_resized_output_size`: the shorter side becomes `resize_size`, the
+    longer one `int(resize_size * long / short)`, written here, not taken from the product)."""
+    width, height = image.size
+    if width <= height:
+        new_width, new_height = resize_size, int(resize_size * height / width)
+    else:
+        new_width, new_height = int(resize_size * width / height), resize_size
     full = image.resize((new_width, new_height), Image.Resampling.BILINEAR)
     left, top = round((new_width - CROP_SIZE) / 2), round((new_height - CROP_SIZE) / 2)
     return np.asarray(full.crop((left, top, left + CROP_SIZE, top + CROP_SIZE)))

@@ -6,6 +6,7 @@ import colorsys
 
 import numpy as np
 import pytest
+import scipy.special
 
 from tricolor.colours import (
     RGB_PALETTE,
@@ -64,8 +65,48 @@ CONTRACT_RYB = """#FE2712 #FC600A #FB9902 #FCCC1A #FEFE33 #B2D732 #66B032 #347C9
 def test_palettes_are_the_contracts(palette, contract: str) -> None:
     assert palette.hex_codes == tuple(contract.split())
     assert len(palette.names) == len(set(palette.names)) == 12
-    expected_rgb = [[int(code[i : i + 2], 16) for i in (1, 3, 5)] for code in contract.split()]
-    assert palette.rgb.tolist() == expected_rgb
+
+
+# the palettes' RGB values and names, written out by hand (not derived from the hex codes)
+LITERAL_RGB = [
+    (255, 0, 0), (255, 128, 0), (255, 255, 0), (128, 255, 0), (0, 255, 0), (0, 255, 128),
+    (0, 255, 255), (0, 128, 255), (0, 0, 255), (128, 0, 255), (255, 0, 255), (255, 0, 128),
+]  # fmt: skip
+LITERAL_RYB = [
+    (254, 39, 18), (252, 96, 10), (251, 153, 2), (252, 204, 26), (254, 254, 51), (178, 215, 50),
+    (102, 176, 50), (52, 124, 152), (2, 71, 254), (68, 36, 214), (134, 1, 175), (194, 20, 96),
+]  # fmt: skip
+RGB_NAMES = [
+    "red", "orange", "yellow", "chartreuse", "green", "spring green",
+    "cyan", "azure", "blue", "violet", "magenta", "rose",
+]  # fmt: skip
+RYB_NAMES = [
+    "red", "red-orange", "orange", "yellow-orange", "yellow", "yellow-green",
+    "green", "blue-green", "blue", "blue-violet", "violet", "red-violet",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("palette", "triples", "names"),
+    [(RGB_PALETTE, LITERAL_RGB, RGB_NAMES), (RYB_PALETTE, LITERAL_RYB, RYB_NAMES)],
+    ids=["rgb", "ryb"],
+)
+def test_palette_values_and_names_are_the_literal_ones(palette, triples, names) -> None:
+    assert [tuple(colour) for colour in palette.rgb.tolist()] == triples
+    assert list(palette.names) == names
+
+
+def test_softmax_is_the_textbook_one() -> None:
+    """Against a literal case and scipy's softmax in float64 (an outside implementation): a
+    softmax with a temperature, or one that drops the shift wrongly, still sums to 1."""
+    np.testing.assert_allclose(
+        softmax(np.array([[1.0, 2.0, 3.0]], np.float32))[0],
+        [0.0900306, 0.2447285, 0.6652410],
+        atol=1e-6,
+    )
+    logits = np.random.default_rng(5).normal(0, 4, (8, 1000)).astype(np.float32)
+    expected = scipy.special.softmax(logits.astype(np.float64), axis=1)
+    np.testing.assert_allclose(softmax(logits), expected, rtol=1e-5, atol=1e-9)
 
 
 def test_softmax_is_stable_and_normalised() -> None:

@@ -90,6 +90,7 @@ class TritonPythonModel:
                 f"file has {len(self.labels)}: export the model and labels together",
                 internal=True,
             )
+            pb_utils.Logger.log_error(failure.message)
             return [failure.response() for _ in requests]
 
         probabilities = softmax(logits)
