@@ -20,7 +20,7 @@ setup: $(VENV)/.installed $(EXPORT_VENV)/.installed $(UI_VENV)/.installed $(ONNX
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet -e ".[dev,ui,perf]"
+	$(VENV)/bin/pip install --quiet -e ".[serve,http,dev,ui,perf]"
 	touch $@
 
 # tricolor itself without its serving dependencies: the export reads tricolor.weights

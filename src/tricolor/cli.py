@@ -94,7 +94,12 @@ def command_classify(args: argparse.Namespace) -> int:
         print(f"tricolor: no image files in {', '.join(args.images)}", file=sys.stderr)
         return 2
     url = args.url or default_url(args.protocol)
-    with TricolorClient(url, protocol=args.protocol, timeout_s=args.timeout) as client:
+    try:
+        client = TricolorClient(url, protocol=args.protocol, timeout_s=args.timeout)
+    except ImportError as exc:
+        print(f"tricolor: {exc}", file=sys.stderr)
+        return 2
+    with client:
         if not client.is_ready():
             print(no_server_hint(url, args.protocol), file=sys.stderr)
             return 3

@@ -87,6 +87,6 @@ def find_installation(prefer: str = "auto") -> TritonInstallation:
         if installation is not None:
             return installation
     raise LauncherError(
-        "no tritonserver found: run `make setup` (installs nvidia-pytriton into .venv) "
-        "or put NVIDIA's tritonserver on PATH"
+        "no tritonserver found: run `make setup` (installs nvidia-pytriton into .venv), "
+        "pip install 'tricolor[serve]', or put NVIDIA's tritonserver on PATH"
     )
