@@ -399,12 +399,18 @@ def test_autoscaling_uses_the_prometheus_adapter_rule_shipped_beside_it(rendered
     hpa = find(objects, "HorizontalPodAutoscaler", "triton")
     assert hpa["apiVersion"] == "autoscaling/v2"
     (metric,) = hpa["spec"]["metrics"]
-    (rule,) = yaml.safe_load((K8S / "prometheus-adapter-values.yaml").read_text())["rules"][
-        "custom"
-    ]
+    values = yaml.safe_load((K8S / "prometheus-adapter-values.yaml").read_text())
+    (rule,) = values["rules"]["custom"]
     assert metric["type"] == "Pods" and metric["pods"]["metric"]["name"] == rule["name"]["as"]
     series = set(re.findall(r"\bnv_[a-z_]+", rule["metricsQuery"]))
     assert series == {"nv_inference_queue_duration_us", "nv_inference_request_success"}
+    # counters: increase() / rate() over at least four scrapes of a 1-minute interval
+    assert "delta(" not in rule["metricsQuery"] and "increase(" in rule["metricsQuery"]
+    seconds = {"s": 1, "m": 60, "h": 3600}
+    windows = re.findall(r"\[(\d+)([smh])\]", rule["metricsQuery"])
+    assert windows and all(int(n) * seconds[unit] >= 4 * 60 for n, unit in windows), windows
+    # Prometheus where the triton NetworkPolicy admits it to the metrics port
+    assert ".monitoring.svc" in values["prometheus"]["url"], values["prometheus"]
     # tests/test_monitoring.py evaluates the alert rules on a real server's series
     assert all(name in (PROJECT_ROOT / "monitoring" / "alerts.yml").read_text() for name in series)
     pdb = find(objects, "PodDisruptionBudget", "triton")
