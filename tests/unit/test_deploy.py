@@ -604,3 +604,28 @@ def test_the_label_job_runs_the_label_image_on_agreeing_shards(label_job, compos
     assert job["metadata"]["namespace"] == "tricolor"
     assert LABELLER_POD_LABELS.items() <= pod["metadata"]["labels"].items()
     assert env["TRITON_URL"]["value"] == "triton:8001"
+
+
+def test_the_prometheus_operator_pod_monitor_fits_its_crd_and_the_triton_pods(rendered) -> None:
+    # kubernetes-validate knows no custom resources: the PodMonitor is checked against the
+    # Operator's CRD schema as cloudcoil's generated models carry it (pydantic drops a field
+    # the schema lacks, so the round trip must give back every field), then against the pods
+    from cloudcoil.models.prometheus_operator.v1 import PodMonitor  # noqa: PLC0415
+
+    result = run(venv_tool("kubectl"), "kustomize", str(K8S / "prometheus-operator"))
+    assert result.returncode == 0, result.stderr
+    (monitor,) = [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+    parsed = PodMonitor.model_validate(monitor)
+    assert parsed.model_dump(by_alias=True, exclude_unset=True, mode="json") == monitor
+    _, _, objects = rendered
+    pod = find(objects, "Deployment", "triton")["spec"]["template"]
+    assert (
+        monitor["metadata"]["namespace"]
+        == find(objects, "Namespace", "tricolor")["metadata"]["name"]
+    )
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    ports = {port["name"]: port["containerPort"] for port in pod["spec"]["containers"][0]["ports"]}
+    annotations = pod["metadata"]["annotations"]
+    assert str(ports[endpoint["port"]]) == annotations["prometheus.io/port"]
+    assert endpoint["path"] == annotations["prometheus.io/path"]
