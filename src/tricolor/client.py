@@ -172,7 +172,7 @@ def http_module() -> ModuleType:
     geventhttpclient has no wheel for Python 3.12 (the `http` extra installs it)."""
     try:
         import tritonclient.http as httpclient  # noqa: PLC0415
-    except ImportError as exc:
+    except (ImportError, RuntimeError) as exc:  # tritonclient raises RuntimeError without gevent
         raise ImportError(
             f"HTTP needs tritonclient's HTTP client ({exc}): pip install 'tricolor[http]', "
             "or use gRPC (the default)"

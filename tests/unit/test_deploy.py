@@ -629,3 +629,17 @@ def test_the_prometheus_operator_pod_monitor_fits_its_crd_and_the_triton_pods(re
     annotations = pod["metadata"]["annotations"]
     assert str(ports[endpoint["port"]]) == annotations["prometheus.io/port"]
     assert endpoint["path"] == annotations["prometheus.io/path"]
+
+
+def test_http_without_its_extra_is_a_usage_error_naming_the_extra(
+    monkeypatch, capsys, tmp_path: Path
+) -> None:
+    # `pip install tricolor` has no tritonclient HTTP side: gRPC works, HTTP says what to add
+    from PIL import Image  # noqa: PLC0415
+
+    from tricolor import cli  # noqa: PLC0415
+
+    monkeypatch.setitem(sys.modules, "tritonclient.http", None)  # as if not installed
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "red.png")
+    assert cli.main(["classify", "--protocol", "http", str(tmp_path / "red.png")]) == 2
+    assert "pip install 'tricolor[http]'" in capsys.readouterr().err
