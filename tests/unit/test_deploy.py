@@ -599,7 +599,11 @@ def test_the_label_job_runs_the_label_image_on_agreeing_shards(label_job, compos
     shards = int(env["SHARDS"]["value"])
     assert spec["completionMode"] == "Indexed"
     assert spec["completions"] == spec["parallelism"] == shards, "completions, parallelism, SHARDS"
-    assert '--shard "${JOB_COMPLETION_INDEX}/${SHARDS}"' in " ".join(container["args"])
+    # each pod takes its index's share of SHARDS (shell ${VAR} or Kubernetes $(VAR) expansion)
+    command = " ".join([*container.get("command", []), *container.get("args", [])])
+    variable = r"\$[({]?%s[)}]?"
+    shard = r"--shard[ =]\"?" + variable % "JOB_COMPLETION_INDEX" + "/" + variable % "SHARDS"
+    assert re.search(shard, command), command
     # the same namespace as Triton, with the labels its NetworkPolicy admits to 8001
     assert job["metadata"]["namespace"] == "tricolor"
     assert LABELLER_POD_LABELS.items() <= pod["metadata"]["labels"].items()
