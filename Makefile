@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 EXPORT_VENV := .venv-export
 UI_VENV := .venv-ui
+# exactly the Triton image's pins (requirements-triton.txt), for tests/integration/test_triton_pins.py
+TRITON_VENV := .venv-triton
 # imagenet (torchvision IMAGENET1K_V2; seeded random weights with a loud warning when offline),
 # random, or the path of a state-dict checkpoint (then LABELS=file with one class per line)
 WEIGHTS ?= imagenet
@@ -20,7 +22,7 @@ setup: $(VENV)/.installed $(EXPORT_VENV)/.installed $(UI_VENV)/.installed export
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install --quiet -e ".[dev,ui,perf]"
+	$(VENV)/bin/pip install --quiet -e ".[serve,http,dev,ui,perf]"
 	touch $@
 
 # tricolor itself without its serving dependencies: the export reads tricolor.weights
@@ -36,6 +38,14 @@ $(UI_VENV)/.installed: ui/requirements.txt pyproject.toml
 	$(UI_VENV)/bin/pip install --quiet -r ui/requirements.txt
 	$(UI_VENV)/bin/pip install --quiet --no-deps -e .
 	touch $@
+
+# the Python-backend stubs' python3 when the suite serves the models with the image's pins
+$(TRITON_VENV)/.installed: requirements-triton.txt pyproject.toml
+	$(PYTHON) -m venv $(TRITON_VENV)
+	$(TRITON_VENV)/bin/pip install --quiet -r requirements-triton.txt
+	$(TRITON_VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
 
 # every time: export.py re-exports when WEIGHTS / LABELS differ from what weights.json
 # records (and says why), else says the model is current without importing torch
@@ -54,7 +64,7 @@ demo: setup
 
 # the Debian packages first (tools/system-deps.sh installs them, or says how), so a missing one
 # stops the run in seconds, not after the venvs
-test: test-deps setup
+test: test-deps setup $(TRITON_VENV)/.installed
 	$(VENV)/bin/pytest
 
 test-deps:

@@ -99,7 +99,12 @@ def command_classify(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     url = args.url or default_triton_url(args.protocol)
     try:
-        with TricolorClient(url, protocol=args.protocol, timeout_s=args.timeout) as client:
+        client = TricolorClient(url, protocol=args.protocol, timeout_s=args.timeout)
+    except ImportError as exc:  # --protocol http without tritonclient's HTTP side
+        print(f"tricolor: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        with client:
             if not client.is_ready():
                 print(no_server_hint(url, args.protocol), file=sys.stderr)
                 return EXIT_NO_SERVER

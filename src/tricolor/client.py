@@ -13,11 +13,10 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, astuple, dataclass, field, fields
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import tritonclient.grpc as grpcclient
-import tritonclient.http as httpclient
 from tritonclient.utils import InferenceServerException
 
 from tricolor.contract import (
@@ -28,6 +27,9 @@ from tricolor.contract import (
     OUTPUTS,
     Output,
 )
+
+if TYPE_CHECKING:
+    import tritonclient.http as httpclient
 
 PROTOCOLS = ("grpc", "http")
 STAT_PHASES = ("queue", "compute_input", "compute_infer", "compute_output")
@@ -175,6 +177,19 @@ def image_input(images: list[bytes], module: ModuleType) -> Any:
     return tensor
 
 
+def http_module() -> ModuleType:
+    """tritonclient's HTTP client, imported on first use: gRPC needs none of it, and its
+    geventhttpclient has no wheel for Python 3.12 (the `http` extra installs it)."""
+    try:
+        import tritonclient.http as httpclient  # noqa: PLC0415
+    except (ImportError, RuntimeError) as exc:  # tritonclient raises RuntimeError without gevent
+        raise ImportError(
+            f"HTTP needs tritonclient's HTTP client ({exc}): pip install 'tricolor[http]', "
+            "or use gRPC (the default)"
+        ) from exc
+    return httpclient
+
+
 class TricolorClient:
     """A `classify` client over gRPC (default) or HTTP; `url` is `host:port`."""
 
@@ -184,7 +199,7 @@ class TricolorClient:
         self.url = url
         self.protocol = protocol
         self.timeout_s = timeout_s
-        self._module = grpcclient if protocol == "grpc" else httpclient
+        self._module = grpcclient if protocol == "grpc" else http_module()
         self._grpc = grpcclient.InferenceServerClient(url=url) if protocol == "grpc" else None
         self._per_thread = threading.local()
         self._http_clients: list[httpclient.InferenceServerClient] = []
@@ -196,7 +211,7 @@ class TricolorClient:
             return self._grpc
         client = getattr(self._per_thread, "http", None)
         if client is None:
-            client = httpclient.InferenceServerClient(
+            client = self._module.InferenceServerClient(
                 url=self.url, network_timeout=self.timeout_s, connection_timeout=self.timeout_s
             )
             self._per_thread.http = client

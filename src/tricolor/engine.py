@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 import subprocess
 from dataclasses import asdict, dataclass
@@ -25,6 +26,7 @@ from tricolor.model_config import read_model_config
 PLAN_NAME = "model.plan"
 RECORD_NAME = "model.plan.json"
 TIMING_CACHE_NAME = "timing.cache"
+LOG = logging.getLogger(__name__)
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
 IMAGE_SHAPE = (3, 224, 224)
@@ -259,7 +261,13 @@ def build_plan(
     config.set_flag(trt.BuilderFlag.FP16)
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, settings.workspace_bytes)
     cache = config.create_timing_cache(timing_cache or b"")
-    config.set_timing_cache(cache, False)
+    # TensorRT 10.8 answers False for a cache from another device or version and then builds
+    # without it: start a fresh one, so the volume's foreign cache is replaced, not kept forever
+    if not config.set_timing_cache(cache, False):
+        LOG.warning("the timing cache is from another GPU or TensorRT: starting a new one")
+        cache = config.create_timing_cache(b"")
+        if not config.set_timing_cache(cache, False):
+            raise EngineBuildError("TensorRT refused even an empty timing cache")
     profile = builder.create_optimization_profile()
     shapes = settings.profile()
     profile.set_shape(INPUT_NAME, shapes["min"], shapes["opt"], shapes["max"])

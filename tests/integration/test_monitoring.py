@@ -45,6 +45,8 @@ EMPTY_HERE = {
 }
 # an alert's comparison (`a > b`), which `a > bool b` turns into a 0 / 1 value
 ALERT_CONDITION = re.compile(r"\s(>|<|>=|<=)\s")
+ADAPTER_VALUES = PROJECT_ROOT / "deploy" / "k8s" / "prometheus-adapter-values.yaml"
+ADAPTER_TARGET_LABELS = {"namespace": "tricolor", "pod": "triton-0"}
 
 
 def prometheus_binaries() -> tuple[str, str]:
@@ -104,6 +106,8 @@ def prometheus(server: TritonServer, tmp_path_factory: pytest.TempPathFactory) -
     config["scrape_configs"][0]["static_configs"][0]["targets"] = [
         server.metrics_url.removeprefix("http://").removesuffix("/metrics")
     ]
+    # the target labels Kubernetes discovery gives a pod (prometheus-adapter's rule needs them)
+    config["scrape_configs"][0]["static_configs"][0]["labels"].update(ADAPTER_TARGET_LABELS)
     (work / "prometheus.yml").write_text(yaml.safe_dump(config))
     shutil.copy(MONITORING / "alerts.yml", work / "alerts.yml")
     (port,) = free_ports(1)
@@ -230,3 +234,54 @@ def test_every_shipped_query_evaluates_on_real_series(
         lambda rules: [health for _, health, _ in rules] == ["ok"] * 3,
         "the three alert rules evaluated healthy",
     )
+
+
+def adapter_query(template: str, series: str) -> str:
+    """A prometheus-adapter query as the adapter sends it for the HPA's pods, its templates
+    filled in the way the adapter fills them (resource overrides namespace and pod), and its
+    range windows scaled from production's 1-minute scrape to this Prometheus's 1 s one: a
+    window too short for enough production samples is too short here too."""
+    matchers = (
+        f'namespace="{ADAPTER_TARGET_LABELS["namespace"]}",pod=~"{ADAPTER_TARGET_LABELS["pod"]}"'
+    )
+    filled = (
+        template.replace("<<.Series>>", series)
+        .replace("<<.LabelMatchers>>", matchers)
+        .replace("<<.GroupBy>>", "pod")
+    )
+    seconds = {"s": 1, "m": 60, "h": 3600}
+    return re.sub(
+        r"\[(\d+)([smh])\]",
+        lambda window: f"[{int(window[1]) * seconds[window[2]] * 1000 // 60}ms]",
+        filled,
+    )
+
+
+def test_the_autoscalers_adapter_query_has_samples_after_traffic(
+    server: TritonServer, prometheus: str, client
+) -> None:
+    # the HorizontalPodAutoscaler scales on this rule's answer: empty means it never scales
+    (rule,) = yaml.safe_load(ADAPTER_VALUES.read_text())["rules"]["custom"]
+    name = rule["name"]["matches"].strip("^$")
+    images = generated_images()
+    results = client.classify_many(list(images.values()), list(images))
+    assert all(result.error is None for result in results)
+    # the adapter discovers the metric through seriesQuery first
+    wait_for(
+        lambda: {
+            found["__name__"]
+            for found in api(prometheus, "series", **{"match[]": rule["seriesQuery"]})["data"]
+        },
+        lambda names: names == {name},
+        f"prometheus: series for {rule['seriesQuery']}",
+    )
+    query = adapter_query(rule["metricsQuery"], name)
+
+    def answer() -> list[dict]:
+        reply = api(prometheus, "query", query=query)
+        assert reply["status"] == "success", f"{query}: {reply.get('error')}"
+        return reply["data"]["result"]
+
+    (pod,) = wait_for(answer, bool, f"prometheus: samples for {query}")
+    assert pod["metric"] == {"pod": ADAPTER_TARGET_LABELS["pod"]}
+    assert float(pod["value"][1]) >= 0, pod

@@ -61,6 +61,7 @@ class FakeTensorRT:
         self.__version__ = version
         self.errors = errors or []
         self.calls: list[tuple] = []
+        self.foreign_caches: set[bytes] = set()  # caches "from another device"
         fake = self
 
         class Cache:
@@ -81,8 +82,10 @@ class FakeTensorRT:
                 fake.calls.append(("create_timing_cache", data))
                 return Cache(data)
 
-            def set_timing_cache(self, cache: Cache, ignore_mismatch: bool) -> None:
+            def set_timing_cache(self, cache: Cache, ignore_mismatch: bool) -> bool:
                 fake.calls.append(("set_timing_cache", cache.data, ignore_mismatch))
+                # TensorRT 10.8: False (and the build goes on without it) for a foreign cache
+                return cache.data not in fake.foreign_caches
 
             def add_optimization_profile(self, profile: Profile) -> None:
                 fake.calls.append(("add_optimization_profile", profile.shapes))
@@ -158,6 +161,24 @@ def test_build_plan_starts_an_empty_timing_cache_when_there_is_none() -> None:
     trt = FakeTensorRT()
     build_plan(trt, b"ONNX", BuildSettings(max_batch=8, opt_batch=4), timing_cache=None)
     assert ("create_timing_cache", b"") in trt.calls
+
+
+def test_a_timing_cache_tensorrt_refuses_is_replaced_by_a_fresh_one() -> None:
+    # a cache in the engines volume from another GPU: TensorRT says False and would build
+    # without any cache, so the foreign one would be written back and never refreshed
+    trt = FakeTensorRT()
+    trt.foreign_caches.add(b"from-an-a100")
+    plan, cache = build_plan(
+        trt, b"ONNX", BuildSettings(max_batch=64), timing_cache=b"from-an-a100"
+    )
+    cache_calls = [call for call in trt.calls if "timing_cache" in call[0]]
+    assert cache_calls == [
+        ("create_timing_cache", b"from-an-a100"),
+        ("set_timing_cache", b"from-an-a100", False),
+        ("create_timing_cache", b""),
+        ("set_timing_cache", b"", False),
+    ]
+    assert (plan, cache) == (b"PLAN", b"+tuned")
 
 
 def test_parser_errors_are_reported_one_by_one() -> None:

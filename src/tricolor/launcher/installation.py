@@ -94,7 +94,8 @@ def not_found(prefer: str) -> str:
     if prefer == "embedded":
         return (
             f"--tritonserver embedded: nvidia-pytriton is not installed for {sys.executable}; "
-            "run `make setup` (installs it into .venv) and use .venv/bin/tricolor"
+            "run `make setup` (installs it into .venv) and use .venv/bin/tricolor, or "
+            "pip install 'tricolor[serve]'"
         )
     if prefer == "system":
         return (
@@ -104,6 +105,6 @@ def not_found(prefer: str) -> str:
             "Server, or leave out --tritonserver to run the embedded one"
         )
     return (
-        "no tritonserver found: run `make setup` (installs nvidia-pytriton into .venv) "
-        "or put NVIDIA's tritonserver on PATH"
+        "no tritonserver found: run `make setup` (installs nvidia-pytriton into .venv), "
+        "pip install 'tricolor[serve]', or put NVIDIA's tritonserver on PATH"
     )
