@@ -513,13 +513,17 @@ class Catalogue:
         placed = [record for record in records if not isinstance(record, Touch)]
         ids = self._picture_ids(connection, sorted({record.sha256 for record in placed}))
         stamp = now()
-        unplaced = []
-        for record in placed:
-            if record.sha256 not in ids:
-                unplaced.append(record)
-                continue
-            for seen in record.files:
-                self._write_file(connection, seen, ids[record.sha256], stamp)
+        unplaced = [record for record in placed if record.sha256 not in ids]
+        self._write_files(
+            connection,
+            [
+                (seen, ids[record.sha256])
+                for record in placed
+                if record.sha256 in ids
+                for seen in record.files
+            ],
+            stamp,
+        )
         touched = sorted(
             file_id
             for record in records
@@ -633,14 +637,13 @@ class Catalogue:
                 }
             )
         upsert = _insert(connection, pictures)
-        for chunk in chunks(rows, CHUNK // 16):  # 13 columns a row: under the bound parameters
-            connection.execute(
-                upsert.on_conflict_do_update(
-                    index_elements=["sha256"],
-                    set_={name: upsert.excluded[name] for name in rows[0] if name != "sha256"},
-                ),
-                list(chunk),
-            )
+        connection.execute(  # executemany: SQLAlchemy batches the rows under the bound limits
+            upsert.on_conflict_do_update(
+                index_elements=["sha256"],
+                set_={name: upsert.excluded[name] for name in rows[0] if name != "sha256"},
+            ),
+            rows,
+        )
         ids = self._picture_ids(connection, [record.sha256 for record in records])
         for chunk in chunks(sorted(ids.values())):
             connection.execute(
@@ -681,34 +684,45 @@ class Catalogue:
             connection.execute(picture_colours.insert(), colour_rows)
 
     @staticmethod
-    def _write_file(
-        connection: Connection, seen: FileSeen, picture_id: int, stamp: datetime
+    def _write_files(
+        connection: Connection, placed: list[tuple[FileSeen, int]], stamp: datetime
     ) -> None:
-        """The file's row (made, or updated: new content at a known path); a move also drops
-        the row of the path it left (the file is here now, not gone)."""
-        values = {
-            "picture_id": picture_id,
-            "size": seen.size,
-            "mtime_ns": seen.mtime_ns,
-            "seen_at": stamp,
-            "missing_since": None,
+        """The files' rows (made, or updated: new content at a known path), in path order; a
+        move also drops the row of the path it left (the file is here now, not gone)."""
+        if not placed:
+            return
+        rows = {
+            (seen.library_id, seen.relative): {
+                "library_id": seen.library_id,
+                "relative_path": seen.relative,
+                "picture_id": picture_id,
+                "size": seen.size,
+                "mtime_ns": seen.mtime_ns,
+                "seen_at": stamp,
+                "missing_since": None,
+            }
+            for seen, picture_id in placed
         }
-        upsert = _insert(connection, files).values(
-            library_id=seen.library_id, relative_path=seen.relative, **values
-        )
+        upsert = _insert(connection, files)
         connection.execute(
             upsert.on_conflict_do_update(
-                index_elements=["library_id", "relative_path"], set_=values
-            )
+                index_elements=["library_id", "relative_path"],
+                set_={
+                    name: upsert.excluded[name]
+                    for name in ("picture_id", "size", "mtime_ns", "seen_at", "missing_since")
+                },
+            ),
+            [rows[key] for key in sorted(rows)],
         )
-        if seen.moved_from is not None and seen.moved_from != seen.relative:
-            connection.execute(
-                files.delete().where(
-                    files.c.library_id == seen.library_id,
-                    files.c.relative_path == seen.moved_from,
-                    files.c.picture_id == picture_id,
+        for seen, picture_id in placed:
+            if seen.moved_from is not None and seen.moved_from != seen.relative:
+                connection.execute(
+                    files.delete().where(
+                        files.c.library_id == seen.library_id,
+                        files.c.relative_path == seen.moved_from,
+                        files.c.picture_id == picture_id,
+                    )
                 )
-            )
 
 
 def open_catalogue(url: str | None = None, *, create: bool = True) -> Catalogue:
