@@ -271,7 +271,15 @@ def add_catalogue_commands(commands: Any) -> None:
     """`label` and `search` on the console script's subcommands."""
     db_help = "catalogue database URL (default: TRICOLOR_DB, else a SQLite file)"
     label = commands.add_parser(
-        "label", help="send every image under the paths through classify into the catalogue"
+        "label",
+        help="send every image under the paths through classify into the catalogue",
+        description="Each folder named is a library: files are stored as library + relative "
+        "path; a file a run over its folder (or its shard) no longer finds is marked missing.",
+        epilog=f"exit codes: {EXIT_DONE} everything answered (or unchanged); {EXIT_REFUSED} the "
+        f"server refused some files (search --errors); {EXIT_UNFINISHED} some files were not "
+        f"answered: run again; {EXIT_NO_SERVER} no server; {EXIT_USAGE} usage, or the catalogue "
+        f"cannot be opened; {EXIT_BUG} an unexpected failure (a bug: traceback printed); "
+        "130 / 143 after SIGINT / SIGTERM",
     )
     label.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     label.add_argument("--db", help=db_help)
