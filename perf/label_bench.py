@@ -26,7 +26,7 @@ from .analyzer import measure
 from .common import OUT_DIR, PERF_DIR, load_average, machine, photos
 from .inputs import generate
 
-SUMMARY = re.compile(r"(\d+) images: (\d+) labelled .* in ([\d.]+) s")
+SUMMARY = re.compile(r"(\d+) images?: (\d+) labelled .* in ([\d.]+) s")
 
 
 def make_collection(folder: Path, images: dict[str, bytes], copies: int) -> int:

@@ -15,17 +15,16 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import fields
+from collections import OrderedDict
 from pathlib import Path
 
 import gradio as gr
 from PIL import Image
 from tritonclient.utils import InferenceServerException
 
-from tricolor.catalogue.labeller import probe_image, read_provenance, shown_size
+from tricolor.catalogue.labeller import answer_of, probe_image, read_provenance, shown_size
 from tricolor.catalogue.search import Page, Query, SearchError, label_counts, search
 from tricolor.catalogue.store import (
-    Answer,
     Catalogue,
     CatalogueMissing,
     FileSeen,
@@ -49,6 +48,8 @@ MAX_UPLOAD_BYTES = 32 * 1024 * 1024  # the server's own `max_encoded_bytes` defa
 MAX_BATCH_IMAGES = 32
 CSS = "#details th, #details td { white-space: nowrap; }\n" + views.palette_css()
 GALLERY_SIDE = 320  # the Catalogue tab shows thumbnails, not the files themselves
+UPLOADS_LIBRARY = "uploads"  # the library of pictures added from the UI
+KEPT_ANSWERS = 32  # the server's latest answers, by content, for "add to catalogue"
 
 
 class Backend:
@@ -58,6 +59,7 @@ class Backend:
         self.url = url
         self._client: TricolorClient | None = None
         self._lock = threading.Lock()
+        self._answers: OrderedDict[str, Classification] = OrderedDict()
 
     @property
     def client(self) -> TricolorClient:
@@ -89,6 +91,27 @@ class Backend:
             self.url, ready=ready, version=version, models=models, weights=weights
         )
 
+    def _keep(self, sha256: str, result: Classification) -> None:
+        with self._lock:
+            self._answers[sha256] = result
+            self._answers.move_to_end(sha256)
+            while len(self._answers) > KEPT_ANSWERS:
+                self._answers.popitem(last=False)
+
+    def answer(self, data: bytes) -> Classification:
+        """The server's answer for these bytes: the one it gave this UI, else a new one (never
+        what a browser sends back)."""
+        sha256 = hashlib.sha256(data).hexdigest()
+        with self._lock:
+            kept = self._answers.get(sha256)
+        if kept is not None:
+            return kept
+        result = self.client.classify_one(data, sha256[:12])
+        if result.error is not None:
+            raise gr.Error(f"The server refused this image: {result.error}", title="Refused")
+        self._keep(sha256, result)
+        return result
+
     def classify(self, path: str) -> tuple[Classification, dict[str, ModelTimes]]:
         """One image, with the per-model statistics of the interval around it."""
         data = Path(path).read_bytes()
@@ -101,6 +124,7 @@ class Backend:
             if not self.client.is_ready():
                 raise gr.Error(self.unreachable(), title="Server down")
             raise gr.Error(f"The server refused this image: {result.error}", title="Refused")
+        self._keep(hashlib.sha256(data).hexdigest(), result)
         after = self.client.inference_statistics()
         return result, {name: after[name] - before[name] for name in after}
 
@@ -134,11 +158,15 @@ class CatalogueStore:
             return Page(total=0, hits=[]), 0
         return search(catalogue, query), search(catalogue, Query(limit=1)).total
 
-    def add(self, path: str, payload: dict[str, object], backend: Backend) -> str:
-        """Keep the image in the content-addressed folder beside the database, store its row."""
+    def add(self, path: str, backend: Backend) -> str:
+        """Keep the image in the content-addressed folder beside the database (the `uploads`
+        library), store its row with the server's answer."""
         data = Path(path).read_bytes()
+        result = backend.answer(data)
         sha256 = hashlib.sha256(data).hexdigest()
-        kept = uploads_dir(self.url) / sha256[:2] / f"{sha256}{Path(path).suffix.lower()}"
+        root = uploads_dir(self.url)
+        relative = f"{sha256[:2]}/{sha256}{Path(path).suffix.lower()}"
+        kept = root / relative
         if not kept.exists():
             kept.parent.mkdir(parents=True, exist_ok=True)
             kept.write_bytes(data)
@@ -146,6 +174,8 @@ class CatalogueStore:
         width, height = shown_size(data)
         catalogue = self.open(create=True)
         assert catalogue is not None
+        library_id = catalogue.library(UPLOADS_LIBRARY, str(root.resolve()))
+        seen = FileSeen(library_id, relative.encode(), len(data), kept.stat().st_mtime_ns)
         catalogue.write(
             [
                 PictureRecord(
@@ -153,9 +183,9 @@ class CatalogueStore:
                     size=len(data),
                     width=width,
                     height=height,
-                    provenance=provenance.with_weights(str(payload["weights"])),
-                    answer=Answer(**{item.name: payload[item.name] for item in fields(Answer)}),
-                    files=[FileSeen(str(kept.resolve()), len(data), kept.stat().st_mtime_ns)],
+                    provenance=provenance.with_weights(result.weights),
+                    answer=answer_of(result),
+                    files=[seen],
                 )
             ]
         )
@@ -203,12 +233,10 @@ def build_app(backend: Backend, examples: list[Path], store: CatalogueStore) -> 
         ]
         return gallery, views.batch_table_html(results)
 
-    def add_to_catalogue(
-        path: str | None, wanted: bool, payload: dict[str, object]
-    ) -> tuple[str, gr.Dropdown]:
+    def add_to_catalogue(path: str | None, wanted: bool) -> tuple[str, gr.Dropdown]:
         if not wanted or not path:
             return "", gr.Dropdown()
-        name = store.add(path, payload, backend)
+        name = store.add(path, backend)
         added = f"Added to the catalogue as `{name}`: find it in the Catalogue tab."
         return added, gr.Dropdown(choices=views.class_choices(store.classes()))
 
@@ -233,9 +261,10 @@ def build_app(backend: Backend, examples: list[Path], store: CatalogueStore) -> 
             page, held = store.search(query)
         except SearchError as exc:
             raise gr.Error(str(exc), title="Not in the catalogue") from exc
-        shown = [(thumbnail(hit.path), views.catalogue_caption(hit)) for hit in page.hits]
+        shown = [(thumbnail(hit.local_path), views.catalogue_caption(hit)) for hit in page.hits]
         gallery = [(image, caption) for image, caption in shown if image is not None]
-        return gallery, views.catalogue_summary(page, query, held)
+        # a file deleted since the last `tricolor label` is not shown, and not counted
+        return gallery, views.catalogue_summary(page, query, held, hidden=len(shown) - len(gallery))
 
     with gr.Blocks(title="tricolor", analytics_enabled=False) as app:
         gr.Markdown(
@@ -333,7 +362,7 @@ def build_app(backend: Backend, examples: list[Path], store: CatalogueStore) -> 
             api_name="classify",
         ).success(
             add_to_catalogue,
-            inputs=[image, keep, raw],
+            inputs=[image, keep],
             outputs=[added, wanted_class],
             api_visibility="private",
         )

@@ -242,13 +242,21 @@ def catalogue_caption(hit: Hit) -> str:
     )
 
 
-def catalogue_summary(page: Page, query: Query, held: int) -> str:
-    if not page.hits:
+def catalogue_summary(page: Page, query: Query, held: int, hidden: int = 0) -> str:
+    """ "N of M matches": N the pictures shown, M the matches less those `hidden` (files gone
+    from the disk since the last `tricolor label`, which marks them missing)."""
+    shown, total = len(page.hits) - hidden, page.total - hidden
+    gone = (
+        f" ({hidden} not found on disk: `tricolor label` their folder again to mark them missing)"
+        if hidden
+        else ""
+    )
+    if not shown:
         return (
             f"**Nothing matches** {html.escape(query.describe())} "
-            f"(the catalogue holds {held} pictures)."
+            f"(the catalogue holds {held} pictures){gone}."
         )
     return (
-        f"**{len(page.hits)} of {page.total} matches** for {html.escape(query.describe())}, "
-        "top-1 score first."
+        f"**{shown} of {total} matches** for {html.escape(query.describe())}, "
+        f"top-1 score first{gone}."
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,10 +76,19 @@ def find_images(paths: Iterable[str | Path]) -> list[ImageFile]:
         if not root.is_dir():
             add(root, root.name)
             continue
-        for folder, subfolders, files in os.walk(root):
-            subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
-            for name in sorted(files):
-                path = Path(folder) / name
-                if not name.startswith(".") and path.is_file() and _wanted(path, suffixes):
-                    add(path, path.relative_to(root).as_posix())
+        for image in walk_folder(root, suffixes):
+            add(image.path, image.relative)
     return found
+
+
+def walk_folder(root: Path, suffixes: frozenset[str] | None = None) -> Iterator[ImageFile]:
+    """The images under the folder `root`, one at a time, in sorted order (hidden ones left
+    out). Names the file system gives as bytes that are not UTF-8 come as Python's surrogate
+    escapes: `os.fsencode` gives the bytes back."""
+    suffixes = _photo_suffixes() if suffixes is None else suffixes
+    for folder, subfolders, files in os.walk(root):
+        subfolders[:] = sorted(name for name in subfolders if not name.startswith("."))
+        for name in sorted(files):
+            path = Path(folder) / name
+            if not name.startswith(".") and path.is_file() and _wanted(path, suffixes):
+                yield ImageFile(path, path.relative_to(root).as_posix())

@@ -6,6 +6,7 @@ import argparse
 import json
 import signal
 import sys
+import traceback
 from typing import Any
 
 from rich.console import Console
@@ -24,8 +25,16 @@ from rich.table import Table
 from rich.text import Text
 from sqlalchemy.exc import SQLAlchemyError
 
-from tricolor.catalogue.labeller import Labeller, parse_shard
-from tricolor.catalogue.search import DEFAULT_LIMIT, Query, SearchError, refusals, search
+from tricolor.catalogue.labeller import Labeller, parse_shard, plural
+from tricolor.catalogue.search import (
+    DEFAULT_LIMIT,
+    Query,
+    SearchError,
+    close_labels,
+    missing_files,
+    refusals,
+    search,
+)
 from tricolor.catalogue.store import (
     PALETTES,
     Catalogue,
@@ -37,9 +46,14 @@ from tricolor.cli import no_server_hint, swatch, warn_about_weights
 from tricolor.client import TricolorClient
 from tricolor.settings import catalogue_url, default_triton_url
 
-EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
-EXIT_REFUSED = 1  # the server refused some files: stored with its reason, see `search --errors`
+# `tricolor label`'s exit codes (CONTRACT.md): what the caller must do next
+EXIT_DONE = 0  # everything answered (or unchanged)
+EXIT_BUG = 1  # an unexpected failure: the traceback is printed (a Job retries it)
+EXIT_USAGE = 2  # usage, or the catalogue cannot be opened: fix the command
+EXIT_NO_SERVER = 3
 EXIT_UNFINISHED = 4  # some files were not answered (the server went away): run again
+EXIT_REFUSED = 5  # the server refused some files: stored with its reason, see `search --errors`
+EXIT_INTERRUPTED = {signal.SIGINT: 130, signal.SIGTERM: 143}
 
 
 class RateColumn(ProgressColumn):
@@ -74,16 +88,33 @@ class LabelProgress:
         self.bar.advance(self.task, count)
 
 
-def _error(message: str, code: int = 2) -> int:
+def _error(message: str, code: int = EXIT_USAGE) -> int:
     print(f"tricolor: {message}", file=sys.stderr)
     return code
 
 
 def command_label(args: argparse.Namespace) -> int:
+    """`tricolor label`; an unexpected failure is exit 1 with its traceback, never a
+    code that reads as "done"."""
+    try:
+        return _label(args)
+    except Exception:  # noqa: BLE001 (a bug, or a database gone mid-run: retried by a Job)
+        traceback.print_exc()
+        print(
+            "tricolor: label failed unexpectedly (the traceback is above); what was stored "
+            "is kept: run it again to resume",
+            file=sys.stderr,
+        )
+        return EXIT_BUG
+
+
+def _label(args: argparse.Namespace) -> int:
     try:
         shard = parse_shard(args.shard)
     except ValueError as exc:
         return _error(str(exc))
+    if args.library is not None and len(args.paths) != 1:
+        return _error("--library names one library: give it one folder")
     url = args.url or default_triton_url()
     try:
         catalogue = open_catalogue(args.db)
@@ -94,13 +125,14 @@ def command_label(args: argparse.Namespace) -> int:
     received: list[int] = []
     with catalogue, TricolorClient(url, timeout_s=args.timeout) as client:
         if not client.is_ready():
-            return _error(no_server_hint(url, "grpc").removeprefix("tricolor: "), 3)
+            return _error(no_server_hint(url, "grpc").removeprefix("tricolor: "), EXIT_NO_SERVER)
         progress = LabelProgress()
         labeller = Labeller(
             catalogue,
             client,
             stale=args.stale,
             shard=shard,
+            library=args.library,
             concurrency=args.concurrency,
             batch_size=args.batch_size,
             server_wait_s=args.server_wait,
@@ -127,9 +159,9 @@ def command_label(args: argparse.Namespace) -> int:
         warn_about_weights({labeller.provenance.weights})
     if received:
         return EXIT_INTERRUPTED[received[0]]
-    if summary.failed or summary.interrupted:
+    if summary.failed or summary.unreadable or summary.interrupted:
         return EXIT_UNFINISHED
-    return EXIT_REFUSED if summary.refused else 0
+    return EXIT_REFUSED if summary.refused else EXIT_DONE
 
 
 def _colour_cell(hex_code: str, palette: str) -> Text:
@@ -149,6 +181,8 @@ def command_search(args: argparse.Namespace) -> int:
     with catalogue:
         if args.errors:
             return _print_refusals(catalogue, args)
+        if args.missing:
+            return _print_missing(catalogue, args)
         query = Query(
             label=args.label,
             rgb=args.rgb,
@@ -162,23 +196,31 @@ def command_search(args: argparse.Namespace) -> int:
             page = search(catalogue, query)
         except SearchError as exc:
             return _error(str(exc))
+        known = close_labels(catalogue, query.label) if query.label and not page.total else None
     shown = f"{query.offset + 1}-{query.offset + len(page.hits)} of {page.total}"
     if args.json:
         print(json.dumps([hit.to_json() for hit in page.hits], indent=2))
         if page.hits:
             print(f"tricolor: showing {shown} matches", file=sys.stderr)
     elif page.hits:
+        # the path is the one column a user needs: it wraps (the file name on a line of its
+        # own, whole), every other column keeps to one line
+        longest_name = max(len(hit.path.rsplit("/", 1)[-1]) for hit in page.hits)
         table = Table(show_edge=False)
-        table.add_column("#", justify="right")
-        table.add_column("path")
-        table.add_column("top label")
-        table.add_column("score", justify="right")
-        table.add_column("RGB")
-        table.add_column("RYB")
+        table.add_column("#", justify="right", no_wrap=True)
+        table.add_column("path", overflow="fold", min_width=min(longest_name, 48), ratio=1)
+        table.add_column("top label", overflow="fold", max_width=24)
+        table.add_column("score", justify="right", no_wrap=True)
+        table.add_column("RGB", no_wrap=True)
+        table.add_column("RYB", no_wrap=True)
         for rank, hit in enumerate(page.hits, start=query.offset + 1):
+            folder, _, name = hit.path.rpartition("/")
+            copies = (
+                f" (+{plural(len(hit.duplicates), 'copy', 'copies')})" if hit.duplicates else ""
+            )
             table.add_row(
                 str(rank),
-                hit.path + (f" (+{len(hit.duplicates)} copies)" if hit.duplicates else ""),
+                Text.assemble((f"{folder}/\n", "dim"), (name, "bold"), copies),
                 hit.labels[0],
                 f"{hit.scores[0]:.4f}",
                 _colour_cell(hit.color_rgb, "rgb"),
@@ -191,6 +233,11 @@ def command_search(args: argparse.Namespace) -> int:
     if not page.hits:
         beyond = f" at offset {query.offset} (there are {page.total})" if page.total else ""
         print(f"tricolor: nothing matches {query.describe()}{beyond}", file=sys.stderr)
+        if known is not None:  # no picture has this label: which ones there are
+            close, held = known
+            hint = f"did you mean {', '.join(close)}? " if close else ""
+            listed = ", ".join(f"{name} ({count})" for name, count in held) or "none yet"
+            print(f"tricolor: {hint}the catalogue's top-1 labels: {listed}", file=sys.stderr)
     return 0
 
 
@@ -203,7 +250,20 @@ def _print_refusals(catalogue: Catalogue, args: argparse.Namespace) -> int:
     console = Console(soft_wrap=True)
     for row in rows:
         console.print(Text.assemble((row.path, "bold red"), f": {row.error}"))
-    print(f"{total} refused files" if total else "no refused files")
+    print(plural(total, "refused file") if total else "no refused files")
+    return 0
+
+
+def _print_missing(catalogue: Catalogue, args: argparse.Namespace) -> int:
+    """Every file a run over its library no longer found."""
+    total, rows = missing_files(catalogue, offset=args.offset)
+    if args.json:
+        print(json.dumps([row.to_json() for row in rows], indent=2))
+        return 0
+    console = Console(soft_wrap=True)
+    for row in rows:
+        console.print(Text.assemble((row.path, "bold"), f": missing since {row.missing_since}"))
+    print(plural(total, "missing file") if total else "no missing files")
     return 0
 
 
@@ -211,10 +271,24 @@ def add_catalogue_commands(commands: Any) -> None:
     """`label` and `search` on the console script's subcommands."""
     db_help = "catalogue database URL (default: TRICOLOR_DB, else a SQLite file)"
     label = commands.add_parser(
-        "label", help="send every image under the paths through classify into the catalogue"
+        "label",
+        help="send every image under the paths through classify into the catalogue",
+        description="Each folder named is a library: files are stored as library + relative "
+        "path; a file a run over its folder (or its shard) no longer finds is marked missing.",
+        epilog=f"exit codes: {EXIT_DONE} everything answered (or unchanged); {EXIT_REFUSED} the "
+        f"server refused some files (search --errors); {EXIT_UNFINISHED} some files were not "
+        f"answered: run again; {EXIT_NO_SERVER} no server; {EXIT_USAGE} usage, or the catalogue "
+        f"cannot be opened; {EXIT_BUG} an unexpected failure (a bug: traceback printed); "
+        "130 / 143 after SIGINT / SIGTERM",
     )
     label.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
     label.add_argument("--db", help=db_help)
+    label.add_argument(
+        "--library",
+        metavar="NAME",
+        help="the library's name (default: the folder's absolute path): hosts that mount one "
+        "collection at different places label it under one name",
+    )
     label.add_argument(
         "--stale", action="store_true", help="also re-label pictures of another provenance"
     )
@@ -250,6 +324,9 @@ def add_catalogue_commands(commands: Any) -> None:
     search_parser.add_argument("--offset", type=int, default=0)
     search_parser.add_argument(
         "--errors", action="store_true", help="list the files the server refused"
+    )
+    search_parser.add_argument(
+        "--missing", action="store_true", help="list the files a run no longer found"
     )
     search_parser.add_argument("--db", help=db_help)
     search_parser.add_argument("--json", action="store_true", help="print one JSON array")

@@ -1,12 +1,28 @@
-"""`tricolor label`: walk, hash, decide, send through `classify`, store.
+"""`tricolor label`: a pipeline of stages over a photo collection.
 
-The main thread walks the paths, hashes each file (a file whose size and mtime match its
-stored row keeps its stored hash) and decides per file: skip (stored for this provenance),
-link (a duplicate or a moved file of a stored picture, no inference), or send. Pictures to
-send go in batches of several images per request to `concurrency` sender threads over one
-gRPC channel; a request the server refuses because of some rows is split: those rows are
-stored with the server's reason, the rest sent again. One writer thread stores everything in
-batched transactions, so answers survive an interrupted run and the next run resumes.
+    walk -> hash -> decide -> classify (N threads) -> write
+
+Each stage is one thread (classify: `concurrency` of them) that owns its state and hands its
+work to the next through a bounded queue, so memory is bounded by the depth of the pipeline,
+not by the size of the collection:
+
+- walk: every folder named is a library (its name: `--library`, or the folder's absolute
+  path); every image under it, in this shard's share, as library + relative path (the file
+  system's bytes: a name that is not UTF-8 is kept as it is).
+- hash: per chunk of files, their stored rows (one query per chunk); a file whose size and
+  mtime match its row keeps the stored hash, any other is hashed as a stream
+  (`hashlib.file_digest`): no bytes are kept.
+- decide: per chunk, the pictures in flight in this run, then the stored pictures of the
+  chunk's hashes (one query). Each file is found again (touched), linked (a copy, a moved
+  file, new content at a known path whose picture is stored: no inference) or sent; only the
+  bytes of a picture to send are read, here.
+- classify: batches of pictures through `classify`; a request the server refuses because of
+  some rows is split: those rows are stored with the server's reason, the rest sent again; a
+  server that goes away is waited for.
+- write: the one writer stores everything in batched transactions (answers survive an
+  interrupted run; the next one resumes), keeps a copy of a picture still in flight until
+  that picture is stored, and, once a run has walked a library whole, marks the library's
+  files that it no longer found as missing.
 """
 
 from __future__ import annotations
@@ -18,7 +34,7 @@ import queue
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -33,7 +49,11 @@ from tricolor.catalogue.store import (
     FilesRecord,
     PictureRecord,
     Provenance,
+    Record,
+    StoredFile,
     StoredPicture,
+    Touch,
+    now,
 )
 from tricolor.client import (
     Classification,
@@ -44,7 +64,7 @@ from tricolor.client import (
 from tricolor.contract import COMPOSING_MODELS, MODEL_NAME
 from tricolor.imaging import EXIF_ORIENTATION, upright_size
 from tricolor.parameters import Parameters
-from tricolor.walk import ImageFile, find_images
+from tricolor.walk import walk_folder
 
 # files hashed and looked up in the store per round trip
 PLAN_CHUNK = 64
@@ -54,6 +74,8 @@ WRITE_BATCH = 256
 READY_POLL_S = 0.5
 # attempts for a request that fails for a reason other than its images while the server is up
 MAX_ATTEMPTS = 3
+# how long a stage waits for more input before handing on a partial chunk
+CHUNK_WAIT_S = 0.05
 
 
 class ServerGone(RuntimeError):
@@ -71,10 +93,11 @@ def parse_shard(text: str) -> tuple[int, int]:
     return index, count
 
 
-def shard_of(relative: str, count: int) -> int:
-    """The shard of a file, from its path relative to the named folder: the same on every
-    worker, whatever the folder is mounted as."""
-    digest = hashlib.sha256(relative.encode()).digest()
+def shard_of(relative: bytes, count: int) -> int:
+    """The shard of a file: the first 8 bytes of the SHA-256 of its path relative to its
+    library's root (the file system's bytes), big-endian, modulo N. The same on every worker,
+    whatever the folder is mounted as."""
+    digest = hashlib.sha256(relative).digest()
     return int.from_bytes(digest[:8], "big") % count
 
 
@@ -122,14 +145,71 @@ def answer_of(result: Classification) -> Answer:
     return Answer(**{item.name: getattr(result, item.name) for item in fields(Answer)})
 
 
+def file_digest(path: Path) -> str:
+    """The SHA-256 of a file, read as a stream (never whole in memory)."""
+    with path.open("rb") as handle:
+        if hasattr(hashlib, "file_digest"):  # Python 3.11+
+            return hashlib.file_digest(handle, "sha256").hexdigest()
+        digest = hashlib.sha256()  # Python 3.10, the project's floor
+        while block := handle.read(1 << 20):
+            digest.update(block)
+        return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Library:
+    """A folder named to `label` (or the folder of a file named): its id in the store, and
+    whether this run walks it whole (then what it no longer finds is missing)."""
+
+    id: int
+    name: str
+    root: Path
+    whole: bool
+
+
+@dataclass(frozen=True)
+class Found:
+    library: Library
+    relative: bytes
+    path: Path
+
+
+@dataclass(frozen=True)
+class Hashed:
+    found: Found
+    seen: FileSeen
+    sha256: str
+    stored: StoredFile | None  # the row this path has in the store
+
+
 @dataclass
 class Pending:
-    """A picture on its way to the server, and every file of it met so far in this run."""
+    """A picture on its way to the server (the first file of it met in this run)."""
 
     sha256: str
-    size: int
     data: bytes
-    files: list[FileSeen]
+    seen: FileSeen
+
+
+@dataclass(frozen=True)
+class Store:
+    """For the writer: a record, and what its files count as once stored (None: nothing)."""
+
+    record: Record
+    outcome: str | None
+
+
+@dataclass(frozen=True)
+class Failed:
+    """For the writer: a picture that was not stored; `counted`: a failure (not a stop)."""
+
+    sha256: str
+    counted: bool = True
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """`1 image`, `2 images` (`nouns`: the plural where it is not noun + s)."""
+    return f"{count} {noun}" if count == 1 else f"{count} {nouns or noun + 's'}"
 
 
 @dataclass
@@ -142,6 +222,9 @@ class Summary:
     moved: int = 0
     unchanged: int = 0
     kept_other_provenance: int = 0
+    vanished: int = 0  # gone between the walk and its hashing: nothing to store
+    unreadable: int = 0  # found but not readable (permissions, I/O errors)
+    missing: int = 0  # stored files this run no longer found, now marked missing
     elapsed_s: float = 0.0
     interrupted: bool = False
     problems: list[str] = field(default_factory=list)
@@ -156,19 +239,27 @@ class Summary:
             + self.moved
             + self.unchanged
             + self.kept_other_provenance
+            + self.vanished
+            + self.unreadable
         )
 
     def line(self) -> str:
         rate = self.labelled / self.elapsed_s if self.elapsed_s else 0.0
         parts = [
-            f"{self.found} images: {self.labelled} labelled ({rate:.1f}/s)",
-            f"{self.duplicates} duplicates",
+            f"{plural(self.found, 'image')}: {self.labelled} labelled ({rate:.1f}/s)",
+            plural(self.duplicates, "duplicate"),
             f"{self.moved} moved",
             f"{self.unchanged} unchanged",
             f"{self.refused} refused",
         ]
-        if self.failed:
-            parts.append(f"{self.failed} failed")
+        for count, words in (
+            (self.failed, "failed"),
+            (self.vanished, "vanished"),
+            (self.unreadable, "unreadable"),
+            (self.missing, "missing"),
+        ):
+            if count:
+                parts.append(f"{count} {words}")
         line = ", ".join(parts) + f" in {self.elapsed_s:.1f} s"
         if self.kept_other_provenance:
             line += (
@@ -177,6 +268,8 @@ class Summary:
             )
         if self.refused:
             line += "; `tricolor search --errors` lists the refused files"
+        if self.missing:
+            line += "; `tricolor search --missing` lists the missing files"
         if self.interrupted:
             line += f"; interrupted with {self.found - self.done} to go: run it again to resume"
         return line
@@ -190,6 +283,49 @@ class Progress:
     def advance(self, count: int = 1) -> None: ...
 
 
+class InFlight:
+    """The pictures sent in this run and not yet stored: added by decide, removed by the
+    writer once the picture is committed (or failed). Decide looks here *before* it looks in
+    the store, so a picture is always in one or the other."""
+
+    def __init__(self) -> None:
+        self._hashes: set[str] = set()
+        self._lock = threading.Lock()
+
+    def add(self, sha256: str) -> None:
+        with self._lock:
+            self._hashes.add(sha256)
+
+    def discard(self, sha256: str) -> None:
+        with self._lock:
+            self._hashes.discard(sha256)
+
+    def among(self, hashes: Iterable[str]) -> set[str]:
+        with self._lock:
+            return self._hashes.intersection(hashes)
+
+    def __contains__(self, sha256: str) -> bool:
+        with self._lock:
+            return sha256 in self._hashes
+
+
+def take(inbox: queue.Queue, size: int) -> tuple[list[Any], bool]:
+    """Up to `size` items (waiting for the first); True once the stage's input has ended."""
+    first = inbox.get()
+    if first is None:
+        return [], True
+    items = [first]
+    while len(items) < size:
+        try:
+            item = inbox.get(timeout=CHUNK_WAIT_S)
+        except queue.Empty:
+            break
+        if item is None:
+            return items, True
+        items.append(item)
+    return items, False
+
+
 class Labeller:
     def __init__(
         self,
@@ -198,6 +334,7 @@ class Labeller:
         *,
         stale: bool = False,
         shard: tuple[int, int] = (0, 1),
+        library: str | None = None,
         concurrency: int = 4,
         batch_size: int = 8,
         server_wait_s: float = 300.0,
@@ -207,20 +344,23 @@ class Labeller:
         self.client = client
         self.stale = stale
         self.shard = shard
+        self.library_name = library
         self.concurrency = max(1, concurrency)
         self.batch_size = max(1, batch_size)
         self.server_wait_s = server_wait_s
         self.progress = progress or Progress()
         self.summary = Summary()
         self._stopping = threading.Event()
-        self._lock = threading.Lock()
+        self._walked = threading.Event()  # the walk reached its end (not stopped)
+        self._summary_lock = threading.Lock()
+        self._crash: BaseException | None = None
         self._probe = probe_image()
         self._provenance: Provenance | None = None
-        self._pending: dict[str, Pending] = {}
-        self._written: set[str] = set()  # pictures this run has handed to the writer
+        self._in_flight = InFlight()
+        self._found: queue.Queue[Found | None] = queue.Queue(maxsize=4 * PLAN_CHUNK)
+        self._hashed: queue.Queue[list[Hashed] | None] = queue.Queue(maxsize=4)
         self._batches: queue.Queue[list[Pending] | None] = queue.Queue(maxsize=self.concurrency)
-        self._records: queue.Queue[PictureRecord | FilesRecord | None] = queue.Queue()
-        self._writer_error: BaseException | None = None
+        self._records: queue.Queue[Store | Failed | None] = queue.Queue(maxsize=4 * WRITE_BATCH)
 
     @property
     def provenance(self) -> Provenance | None:
@@ -233,157 +373,270 @@ class Labeller:
 
     # ---- the run ----
 
+    def libraries(self, paths: Iterable[str | Path]) -> list[tuple[Library, Path | None]]:
+        """Each named path as (its library, the file named) or (library, None) for a folder."""
+        named = [Path(path) for path in paths]
+        absent = [str(path) for path in named if not path.exists()]
+        if absent:
+            raise FileNotFoundError(f"no such file or folder: {', '.join(absent)}")
+        if self.library_name is not None and len(named) != 1:
+            raise ValueError("--library names one library: give it one folder")
+        chosen = []
+        for path in named:
+            folder = path.resolve() if path.is_dir() else path.resolve().parent
+            name = self.library_name or str(folder)
+            library = Library(
+                self.catalogue.library(name, str(folder)), name, folder, path.is_dir()
+            )
+            chosen.append((library, None if path.is_dir() else path))
+        return chosen
+
     def run(self, paths: Iterable[str | Path]) -> Summary:
         started = time.monotonic()
-        found = [
-            image
-            for image in find_images(paths)
-            if shard_of(image.relative, self.shard[1]) == self.shard[0]
-        ]
-        self.summary.found = len(found)
-        self.progress.total(len(found))
+        began = now()
+        libraries = self.libraries(paths)
         self._provenance = read_provenance(self.client, self._probe)
-        writer = threading.Thread(target=self._write_loop, name="catalogue-writer")
-        senders = [
-            threading.Thread(target=self._send_loop, name=f"catalogue-sender-{n}")
-            for n in range(self.concurrency)
+        stages = [
+            threading.Thread(target=self._stage, args=(self._walk, libraries), name="walk"),
+            threading.Thread(target=self._stage, args=(self._hash,), name="hash"),
+            threading.Thread(target=self._stage, args=(self._decide,), name="decide"),
+            *(
+                threading.Thread(target=self._stage, args=(self._send,), name=f"classify-{n}")
+                for n in range(self.concurrency)
+            ),
+            threading.Thread(target=self._stage, args=(self._write,), name="write"),
         ]
-        writer.start()
-        for sender in senders:
-            sender.start()
-        try:
-            self._plan(found)
-        finally:
-            for _ in senders:
-                self._batches.put(None)
-            for sender in senders:
-                sender.join()
-            self._records.put(None)
-            writer.join()
-        if self._writer_error is not None:
-            raise RuntimeError(f"storing the answers failed: {self._writer_error}") from (
-                self._writer_error
-            )
-        self.summary.interrupted = self._stopping.is_set() and self.summary.done < len(found)
+        for stage in stages:
+            stage.start()
+        for stage in stages:
+            stage.join()
+        if self._crash is not None:
+            raise self._crash
+        complete = self._walked.is_set() and not self._stopping.is_set()
+        if complete:
+            index, count = self.shard
+            for library, _ in libraries:
+                if library.whole:
+                    self.summary.missing += self.catalogue.mark_missing(
+                        library.id, began, lambda relative: shard_of(relative, count) == index
+                    )
+        self.summary.interrupted = not complete
         self.summary.elapsed_s = time.monotonic() - started
         return self.summary
 
-    def _count(self, outcome: str, files: int = 1) -> None:
-        with self._lock:
-            setattr(self.summary, outcome, getattr(self.summary, outcome) + files)
-        self.progress.advance(files)
-
-    # ---- planning (main thread) ----
-
-    def _plan(self, found: list[ImageFile]) -> None:
-        stored_files = self.catalogue.stored_files()
-        seen_paths = {str(image.path.resolve()) for image in found}
-        batch: list[Pending] = []
-        for start in range(0, len(found), PLAN_CHUNK):
-            if self._stopping.is_set():
-                return
-            chunk = []
-            for image in found[start : start + PLAN_CHUNK]:
-                chunk.append(self._hash(image.path, stored_files))
-            stored = self.catalogue.stored_pictures({item[1] for item in chunk if item})
-            for item in chunk:
-                if item is None:
-                    continue
-                seen, sha256, data = item
-                to_send = self._decide(seen, sha256, data, stored.get(sha256), seen_paths)
-                if to_send is not None:
-                    batch.append(to_send)
-                    if len(batch) == self.batch_size:
-                        self._submit(batch)
-                        batch = []
-        if batch:
-            self._submit(batch)
-
-    def _submit(self, batch: list[Pending]) -> None:
-        while not self._stopping.is_set():
-            try:
-                self._batches.put(batch, timeout=READY_POLL_S)
-                return
-            except queue.Full:
-                continue
-
-    def _hash(
-        self, path: Path, stored_files: dict[str, Any]
-    ) -> tuple[FileSeen, str, bytes | None] | None:
-        """The file as seen now and its hash; the bytes when they had to be read."""
-        absolute = str(path.resolve())
+    def _stage(self, body: Callable[..., None], *args: Any) -> None:
+        """Run one stage; an unexpected failure stops the run and is raised by `run`. Every
+        stage hands on its end (None) and, after a failure, drains its input: no stage above
+        it blocks on a full queue."""
         try:
-            status = path.stat()
-            known = stored_files.get(absolute)
-            seen = FileSeen(absolute, status.st_size, status.st_mtime_ns)
-            if known is not None and (known.size, known.mtime_ns) == (seen.size, seen.mtime_ns):
-                return seen, known.sha256, None
-            data = path.read_bytes()
-        except OSError as exc:  # vanished or unreadable since the walk: nothing to store
-            with self._lock:
-                self.summary.problems.append(f"{path}: cannot read: {exc.strerror or exc}")
-            self._count("failed")
-            return None
-        return FileSeen(absolute, len(data), seen.mtime_ns), hashlib.sha256(data).hexdigest(), data
+            body(*args)
+        except BaseException as exc:  # noqa: BLE001 (raised by run() with its traceback)
+            with self._summary_lock:
+                self._crash = self._crash or exc
+            self._stopping.set()
 
-    def _decide(
+    def _count(self, outcome: str, files: int = 1) -> None:
+        if not files:
+            return
+        with self._summary_lock:
+            setattr(self.summary, outcome, getattr(self.summary, outcome) + files)
+        if outcome not in ("found", "missing"):
+            self.progress.advance(files)
+
+    def _problem(self, text: str) -> None:
+        with self._summary_lock:
+            self.summary.problems.append(text)
+
+    @staticmethod
+    def _drain(inbox: queue.Queue, ends: int = 1) -> None:
+        """Read the rest of a stage's input (after a failure) so no stage above it blocks."""
+        while ends:
+            if inbox.get() is None:
+                ends -= 1
+
+    # ---- walk ----
+
+    def _walk(self, libraries: list[tuple[Library, Path | None]]) -> None:
+        index, count = self.shard
+        try:
+            for library, named_file in libraries:
+                images: Iterator[Any] = (
+                    walk_folder(library.root) if named_file is None else iter([named_file])
+                )
+                for image in images:
+                    if self._stopping.is_set():
+                        return
+                    path = image if named_file is not None else image.path
+                    relative = os.fsencode(path.name if named_file is not None else image.relative)
+                    if shard_of(relative, count) != index:
+                        continue
+                    self._count("found")
+                    self.progress.total(self.summary.found)
+                    self._found.put(Found(library, relative, path))
+            self._walked.set()
+        finally:
+            self._found.put(None)
+
+    # ---- hash ----
+
+    def _hash(self) -> None:
+        try:
+            ended = False
+            while not ended:
+                chunk, ended = take(self._found, PLAN_CHUNK)
+                if chunk and not self._stopping.is_set():
+                    self._hashed.put(self._hash_chunk(chunk))
+        except BaseException:
+            self._drain(self._found)
+            raise
+        finally:
+            self._hashed.put(None)
+            self._records.put(None)  # it stores what it cannot read
+
+    def _hash_chunk(self, chunk: list[Found]) -> list[Hashed]:
+        stored: dict[tuple[int, bytes], StoredFile] = {}
+        for library_id in {found.library.id for found in chunk}:
+            rows = self.catalogue.stored_files(
+                library_id, [found.relative for found in chunk if found.library.id == library_id]
+            )
+            stored.update({(library_id, relative): row for relative, row in rows.items()})
+        hashed = []
+        for found in chunk:
+            known = stored.get((found.library.id, found.relative))
+            try:
+                status = found.path.stat()
+                seen = FileSeen(
+                    found.library.id, found.relative, status.st_size, status.st_mtime_ns
+                )
+                if known is not None and (known.size, known.mtime_ns) == (seen.size, seen.mtime_ns):
+                    sha256 = known.sha256
+                else:
+                    sha256 = file_digest(found.path)
+            except OSError as exc:
+                self._unreadable(found, exc, known)
+                continue
+            hashed.append(Hashed(found, seen, sha256, known))
+        return hashed
+
+    def _unreadable(self, found: Found, exc: OSError, known: StoredFile | None) -> None:
+        """A file that vanished since the walk (nothing to store: the next run marks it
+        missing) or cannot be read (recorded, kept as it is stored)."""
+        if isinstance(exc, FileNotFoundError):
+            self._count("vanished")
+            return
+        self._problem(f"{found.path}: cannot read: {exc.strerror or exc}")
+        if known is not None:  # still there: not missing
+            self._records.put(Store(Touch([known.id]), None))
+        self._count("unreadable")
+
+    # ---- decide ----
+
+    def _decide(self) -> None:
+        claimed: set[tuple[int, bytes]] = set()  # stored paths this run moved a file from
+        try:
+            while (chunk := self._hashed.get()) is not None:
+                if self._stopping.is_set():
+                    continue
+                in_flight = self._in_flight.among(item.sha256 for item in chunk)
+                stored = self.catalogue.stored_pictures(item.sha256 for item in chunk)
+                batch: list[Pending] = []
+                touched: list[int] = []
+                for item in chunk:
+                    if item.stored is not None:
+                        touched.append(item.stored.id)
+                    pending = self._decide_one(item, stored.get(item.sha256), in_flight, claimed)
+                    if pending is not None:
+                        in_flight.add(pending.sha256)
+                        batch.append(pending)
+                        if len(batch) == self.batch_size:
+                            self._batches.put(batch)
+                            batch = []
+                if touched:
+                    self._records.put(Store(Touch(touched), None))
+                if batch:
+                    self._batches.put(batch)
+        except BaseException:
+            self._drain(self._hashed)
+            raise
+        finally:
+            for _ in range(self.concurrency):
+                self._batches.put(None)
+            self._records.put(None)
+
+    def _decide_one(
         self,
-        seen: FileSeen,
-        sha256: str,
-        data: bytes | None,
+        item: Hashed,
         stored: StoredPicture | None,
-        seen_paths: set[str],
+        in_flight: set[str],
+        claimed: set[tuple[int, bytes]],
     ) -> Pending | None:
-        """Skip, link or send one file; returns the picture to send, if it is to be sent.
-
-        `data` is None when the file's size and mtime match its stored row (not read again).
-        """
-        with self._lock:
-            pending = self._pending.get(sha256)
-            if pending is not None:  # a second copy of a picture on its way: no second request
-                pending.files.append(seen)
-                self.summary.duplicates += 1
-                self.progress.advance()
-                return None
-            written = sha256 in self._written
+        """Touch, link or send one file; returns the picture to send, if it is to be sent."""
         assert self._provenance is not None
+        seen, sha256 = item.seen, item.sha256
+        same = item.stored is not None and item.stored.sha256 == sha256  # this path, this content
+        if sha256 in in_flight:  # a copy of a picture on its way: no second request
+            if same:  # its row is there already (touched)
+                self._count("duplicates")
+            else:
+                self._records.put(Store(FilesRecord(sha256, [seen]), "duplicates"))
+            return None
         labelled = stored is not None and not stored.refused
         current = labelled and stored.fingerprint == self._provenance.fingerprint
-        if not written and (not labelled or (self.stale and not current)):
-            data = Path(seen.path).read_bytes() if data is None else data
-            pending = Pending(sha256, len(data), data, [seen])
-            with self._lock:
-                self._pending[sha256] = pending
-            return pending
-        known_paths = stored.paths if stored is not None else ()
-        if seen.path in known_paths:
-            if data is not None:  # touched, same content: remember the new size and mtime
-                self._records.put(FilesRecord(sha256, [seen]))
-            self._count("unchanged" if current or written else "kept_other_provenance")
+        if not labelled or (self.stale and not current):
+            try:
+                data = item.found.path.read_bytes()
+            except OSError as exc:
+                self._unreadable(item.found, exc, None)
+                return None
+            if len(data) != seen.size:  # rewritten since it was hashed
+                sha256 = hashlib.sha256(data).hexdigest()
+                seen = FileSeen(seen.library_id, seen.relative, len(data), seen.mtime_ns)
+            self._in_flight.add(sha256)
+            return Pending(sha256, data, seen)
+        assert stored is not None
+        if same:
+            assert item.stored is not None
+            outcome = "unchanged" if current else "kept_other_provenance"
+            if (item.stored.size, item.stored.mtime_ns) != (seen.size, seen.mtime_ns):
+                self._records.put(Store(FilesRecord(sha256, [seen]), None))
+            self._count(outcome)
             return None
-        gone = [path for path in known_paths if path not in seen_paths and not os.path.exists(path)]
-        if gone:
-            seen = FileSeen(seen.path, seen.size, seen.mtime_ns, moved_from=gone[0])
-        self._records.put(FilesRecord(sha256, [seen]))
-        self._count("moved" if gone else "duplicates")
+        library = item.found.library
+        gone = [
+            relative
+            for library_id, relative in stored.files
+            if library_id == library.id
+            and relative != seen.relative
+            and (library_id, relative) not in claimed
+            and not os.path.lexists(os.fsencode(library.root) + b"/" + relative)
+        ]
+        if gone:  # moved or renamed inside its library: the row follows the file
+            claimed.add((library.id, gone[0]))
+            seen = FileSeen(seen.library_id, seen.relative, seen.size, seen.mtime_ns, gone[0])
+        self._records.put(Store(FilesRecord(sha256, [seen]), "moved" if gone else "duplicates"))
         return None
 
-    # ---- sending (sender threads) ----
+    # ---- classify ----
 
-    def _send_loop(self) -> None:
-        while True:
-            batch = self._batches.get()
-            if batch is None:
-                return
-            if self._stopping.is_set():
-                continue  # drained, not sent: the next run picks these up
-            try:
-                self._classify(batch)
-            except Exception as exc:  # noqa: BLE001 (ServerGone, or a bug: reported, run ends)
-                with self._lock:
-                    self.summary.problems.append(str(exc))
-                self._stopping.set()
-                self._fail(batch)
+    def _send(self) -> None:
+        try:
+            while (batch := self._batches.get()) is not None:
+                if self._stopping.is_set():  # drained, not sent: the next run picks these up
+                    for pending in batch:
+                        self._records.put(Failed(pending.sha256, counted=False))
+                    continue
+                try:
+                    self._classify(batch)
+                except ServerGone as exc:
+                    self._problem(str(exc))
+                    self._stopping.set()
+                    for pending in batch:
+                        self._records.put(Failed(pending.sha256))
+        except BaseException:
+            self._drain(self._batches)
+            raise
+        finally:
+            self._records.put(None)
 
     def _classify(self, batch: list[Pending], attempt: int = 1) -> None:
         """Send one batch; store each answer or refusal; split on rows the server refused."""
@@ -412,12 +665,11 @@ class Labeller:
                 for pending in batch:
                     self._classify([pending], attempt)
             else:
-                with self._lock:
-                    self.summary.problems.append(
-                        f"{batch[0].files[0].path}: not answered: {exc.message()} "
-                        "(not the image's fault; retried next run)"
-                    )
-                self._fail(batch)
+                self._problem(
+                    f"{batch[0].sha256[:12]}… ({shown_seen(batch[0])}): not answered: "
+                    f"{exc.message()} (not the image's fault; retried next run)"
+                )
+                self._records.put(Failed(batch[0].sha256))
             return
         results = rows_to_classifications(
             outputs, [pending.sha256 for pending in batch], (time.perf_counter() - started) * 1e3
@@ -449,64 +701,73 @@ class Labeller:
         answer: Answer | None = None,
         error: str | None = None,
     ) -> None:
-        with self._lock:
-            self._pending.pop(pending.sha256, None)
-            self._written.add(pending.sha256)
-            files = list(pending.files)
         width, height = shown_size(pending.data)
-        self._records.put(
-            PictureRecord(
-                sha256=pending.sha256,
-                size=pending.size,
-                width=width,
-                height=height,
-                provenance=provenance,
-                answer=answer,
-                error=error,
-                files=files,
-            )
+        record = PictureRecord(
+            sha256=pending.sha256,
+            size=len(pending.data),
+            width=width,
+            height=height,
+            provenance=provenance,
+            answer=answer,
+            error=error,
+            files=[pending.seen],
         )
-        self._count("labelled" if answer is not None else "refused")
+        self._records.put(Store(record, "labelled" if answer is not None else "refused"))
 
-    def _fail(self, batch: list[Pending]) -> None:
-        """Pictures of `batch` not stored (their copies met meanwhile went in as duplicates)."""
-        with self._lock:
-            lost = [self._pending.pop(pending.sha256, None) for pending in batch]
-        self._count("failed", sum(pending is not None for pending in lost))
+    # ---- write ----
 
-    # ---- writing (the writer thread) ----
+    def _write(self) -> None:
+        """The one writer. Copies of a picture in flight wait (`parked`) until it is stored."""
+        producers = 2 + self.concurrency  # hash, decide, the senders
+        parked: dict[str, list[Store]] = {}
+        carried: list[Store] = []
+        try:
+            while producers or carried:
+                items: list[Store] = carried
+                carried = []
+                deadline = time.monotonic() + WRITE_INTERVAL_S
+                while len(items) < WRITE_BATCH and producers:
+                    try:
+                        item = self._records.get(timeout=max(0.0, deadline - time.monotonic()))
+                    except queue.Empty:
+                        break
+                    if item is None:
+                        producers -= 1
+                    elif isinstance(item, Failed):
+                        self._in_flight.discard(item.sha256)
+                        copies = parked.pop(item.sha256, [])
+                        if item.counted:
+                            self._count("failed", 1 + sum(len(c.record.files) for c in copies))
+                    else:
+                        items.append(item)
+                carried = self._write_batch(items, parked)
+            self._count("failed", sum(len(c.record.files) for cs in parked.values() for c in cs))
+        except BaseException:
+            self._drain(self._records, producers)
+            raise
 
-    def _write_loop(self) -> None:
-        finished = False
-        while not finished:
-            records: list[PictureRecord | FilesRecord] = []
-            deadline = time.monotonic() + WRITE_INTERVAL_S
-            while len(records) < WRITE_BATCH:
-                try:
-                    record = self._records.get(timeout=max(0.0, deadline - time.monotonic()))
-                except queue.Empty:
-                    break
-                if record is None:
-                    finished = True
-                    break
-                records.append(record)
-            if records and self._writer_error is None:
-                try:
-                    self.catalogue.write(records)
-                except Exception as exc:  # noqa: BLE001 (reported by run(); senders stop)
-                    self._writer_error = exc
-                    self._stopping.set()
+    def _write_batch(self, items: list[Store], parked: dict[str, list[Store]]) -> list[Store]:
+        """Store `items` in one transaction; returns the parked copies now free to store."""
+        if not items:
+            return []
+        unplaced = {id(record) for record in self.catalogue.write([i.record for i in items])}
+        freed: list[Store] = []
+        for item in items:
+            record = item.record
+            if id(record) in unplaced:
+                assert isinstance(record, FilesRecord)
+                if record.sha256 in self._in_flight:
+                    parked.setdefault(record.sha256, []).append(item)
+                else:  # its picture was not stored: the next run links it
+                    self._count("failed", len(record.files))
+                continue
+            if isinstance(record, PictureRecord):
+                self._in_flight.discard(record.sha256)
+                freed.extend(parked.pop(record.sha256, []))
+            if item.outcome is not None and not isinstance(record, Touch):
+                self._count(item.outcome, len(record.files))
+        return freed
 
 
-def label(
-    catalogue: Catalogue,
-    client: TricolorClient,
-    paths: Iterable[str | Path],
-    on_labeller: Callable[[Labeller], None] | None = None,
-    **options: Any,
-) -> Summary:
-    """One `tricolor label` run; `on_labeller` gets the labeller first (to wire up signals)."""
-    labeller = Labeller(catalogue, client, **options)
-    if on_labeller is not None:
-        on_labeller(labeller)
-    return labeller.run(paths)
+def shown_seen(pending: Pending) -> str:
+    return pending.seen.relative.decode("utf-8", "backslashreplace")

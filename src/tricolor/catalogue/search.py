@@ -1,7 +1,9 @@
 """Find pictures in the catalogue by top-1 label, dominant colour or colour share.
 
 Every filter combines with AND; the order is the top-1 score descending, then the path. Each
-picture appears once, under its first path, with its other paths as `duplicates`.
+picture appears once, under its first file that is not missing, with its other such files as
+`duplicates`; a picture whose files are all missing is not listed (`missing_files` lists them).
+All query building is here: the CLI and the UI only make a `Query`.
 """
 
 from __future__ import annotations
@@ -18,12 +20,17 @@ from tricolor.catalogue.store import (
     Answer,
     Catalogue,
     as_utc,
+    chunks,
     classes,
     files,
+    libraries,
+    local_path,
     picture_colours,
     picture_labels,
     pictures,
     provenances,
+    shown_path,
+    shown_relative,
 )
 
 DEFAULT_LIMIT = 9
@@ -32,7 +39,7 @@ SHARE_TOLERANCE = 1e-6
 
 
 class SearchError(ValueError):
-    """A query the catalogue cannot answer (an unknown label, a colour off the palette)."""
+    """A query the catalogue cannot answer (a colour off the palette, a bad bound)."""
 
 
 def resolve_colour(palette_name: str, text: str) -> int:
@@ -86,16 +93,20 @@ class Hit(Answer):
     """One matching picture, in the shape of `tricolor search --json`'s elements: the stored
     answer, plus where the picture is and where the answer came from."""
 
-    path: str
+    path: str  # the library's root joined with the relative path, undecodable bytes escaped
     sha256: str
     size: int
     width: int | None
     height: int | None
     provenance: dict[str, Any]
+    library: str = ""
+    relative_path: str = ""
+    local_path: str = ""  # opens the file on this host (not in the JSON: it is `path`)
     duplicates: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         fields = dict(self.__dict__)
+        fields.pop("local_path")
         return {"path": fields.pop("path"), **fields}
 
 
@@ -117,13 +128,25 @@ class Refusal:
         return {"path": fields.pop("path"), **fields}
 
 
+@dataclass
+class MissingFile:
+    path: str
+    library: str
+    relative_path: str
+    sha256: str
+    missing_since: str
+
+    def to_json(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
 def label_counts(catalogue: Catalogue) -> list[tuple[str, int]]:
     """Every top-1 label the catalogue holds with its number of pictures, most first."""
     count = func.count(pictures.c.id)
     query = (
         select(classes.c.name, count)
         .join(pictures, pictures.c.top_class_id == classes.c.id)
-        .where(exists().where(files.c.picture_id == pictures.c.id))
+        .where(exists().where(files.c.picture_id == pictures.c.id, files.c.missing_since.is_(None)))
         .group_by(classes.c.name)
         .order_by(count.desc(), classes.c.name)
     )
@@ -131,21 +154,16 @@ def label_counts(catalogue: Catalogue) -> list[tuple[str, int]]:
         return [(row[0], row[1]) for row in connection.execute(query)]
 
 
-def _class_ids(connection: Connection, catalogue: Catalogue, label: str) -> list[int]:
-    ids = (
-        connection.execute(select(classes.c.id).where(func.lower(classes.c.name) == label.lower()))
-        .scalars()
-        .all()
-    )
-    if ids:
-        return list(ids)
-    held = [name for name, _ in label_counts(catalogue)]
-    close = difflib.get_close_matches(label, held, n=3)
-    hint = f" (did you mean {', '.join(close)}?)" if close else ""
-    listed = ", ".join(f"{name} ({count})" for name, count in label_counts(catalogue))
-    raise SearchError(
-        f"unknown label {label!r}{hint}; the catalogue's top-1 labels: {listed or 'none yet'}"
-    )
+def _class_ids(connection: Connection, label: str) -> list[int]:
+    """The classes named `label` (any case); none where no picture was ever given it."""
+    query = select(classes.c.id).where(func.lower(classes.c.name) == label.lower())
+    return list(connection.execute(query).scalars().all())
+
+
+def close_labels(catalogue: Catalogue, label: str) -> tuple[list[str], list[tuple[str, int]]]:
+    """For a label nothing matches: the catalogue's labels like it, and all its labels."""
+    held = label_counts(catalogue)
+    return difflib.get_close_matches(label, [name for name, _ in held], n=3), held
 
 
 def _validate(query: Query) -> None:
@@ -161,9 +179,11 @@ def _validate(query: Query) -> None:
 
 
 def _first_files():
-    """Each picture's first file (the lowest id): the path a hit is shown under."""
+    """Each picture's first file that is not missing (the lowest id): the path a hit is shown
+    under, with its library."""
     first = (
         select(files.c.picture_id, func.min(files.c.id).label("file_id"))
+        .where(files.c.missing_since.is_(None))
         .group_by(files.c.picture_id)
         .subquery("first")
     )
@@ -177,9 +197,7 @@ def search(catalogue: Catalogue, query: Query) -> Page:
     with catalogue.engine.connect() as connection:
         conditions = [pictures.c.error.is_(None)]
         if query.label:
-            conditions.append(
-                pictures.c.top_class_id.in_(_class_ids(connection, catalogue, query.label))
-            )
+            conditions.append(pictures.c.top_class_id.in_(_class_ids(connection, query.label)))
         if query.min_score is not None:
             conditions.append(pictures.c.top_score >= query.min_score)
         for name, index in colours.items():
@@ -196,20 +214,21 @@ def search(catalogue: Catalogue, query: Query) -> Page:
                     )
                 )
         matching = (
-            select(pictures.c.id, shown.c.path, pictures.c.top_score)
+            select(pictures.c.id, libraries.c.root, shown.c.relative_path, pictures.c.top_score)
             .join(first, first.c.picture_id == pictures.c.id)
             .join(shown, shown.c.id == first.c.file_id)
+            .join(libraries, libraries.c.id == shown.c.library_id)
             .where(and_(*conditions))
         )
         total = connection.execute(
             select(func.count()).select_from(matching.subquery())
         ).scalar_one()
         page = connection.execute(
-            matching.order_by(pictures.c.top_score.desc(), shown.c.path)
+            matching.order_by(pictures.c.top_score.desc(), libraries.c.root, shown.c.relative_path)
             .limit(query.limit)
             .offset(query.offset)
         ).all()
-        hits = _hits(connection, [(row.id, row.path) for row in page])
+        hits = _hits(connection, [row.id for row in page])
     return Page(total=total, hits=hits)
 
 
@@ -222,52 +241,56 @@ def _provenance_json(row: Any) -> dict[str, Any]:
     }
 
 
-def _hits(connection: Connection, shown: list[tuple[int, str]]) -> list[Hit]:
-    ids = [picture_id for picture_id, _ in shown]
-    if not ids:
-        return []
-    rows = {
-        row.id: row
-        for row in connection.execute(
-            select(pictures, provenances.c.models, provenances.c.weights, provenances.c.settings)
-            .join(provenances, pictures.c.provenance_id == provenances.c.id)
-            .where(pictures.c.id.in_(ids))
-        )
-    }
+def _hits(connection: Connection, ids: list[int]) -> list[Hit]:
+    """The hits for the pictures `ids`, in that order (looked up per chunk of ids)."""
+    rows: dict[int, Any] = {}
     labels: dict[int, list[Any]] = {picture_id: [] for picture_id in ids}
-    for row in connection.execute(
-        select(
-            picture_labels.c.picture_id,
-            classes.c.name,
-            classes.c.class_index,
-            picture_labels.c.score,
-        )
-        .join(classes, classes.c.id == picture_labels.c.class_id)
-        .where(picture_labels.c.picture_id.in_(ids))
-        .order_by(picture_labels.c.picture_id, picture_labels.c.rank)
-    ):
-        labels[row.picture_id].append(row)
     shares = {
         picture_id: {name: [0.0] * len(palette.hex_codes) for name, palette in PALETTES.items()}
         for picture_id in ids
     }
-    for row in connection.execute(
-        select(picture_colours).where(picture_colours.c.picture_id.in_(ids))
-    ):
-        shares[row.picture_id][row.palette][row.colour] = row.share
-    paths: dict[int, list[str]] = {picture_id: [] for picture_id in ids}
-    for row in connection.execute(
-        select(files.c.picture_id, files.c.path)
-        .where(files.c.picture_id.in_(ids))
-        .order_by(files.c.id)
-    ):
-        paths[row.picture_id].append(row.path)
+    places: dict[int, list[Any]] = {picture_id: [] for picture_id in ids}
+    for chunk in chunks(ids):
+        rows.update(
+            (row.id, row)
+            for row in connection.execute(
+                select(
+                    pictures, provenances.c.models, provenances.c.weights, provenances.c.settings
+                )
+                .join(provenances, pictures.c.provenance_id == provenances.c.id)
+                .where(pictures.c.id.in_(chunk))
+            )
+        )
+        for row in connection.execute(
+            select(
+                picture_labels.c.picture_id,
+                classes.c.name,
+                classes.c.class_index,
+                picture_labels.c.score,
+            )
+            .join(classes, classes.c.id == picture_labels.c.class_id)
+            .where(picture_labels.c.picture_id.in_(chunk))
+            .order_by(picture_labels.c.picture_id, picture_labels.c.rank)
+        ):
+            labels[row.picture_id].append(row)
+        for row in connection.execute(
+            select(picture_colours).where(picture_colours.c.picture_id.in_(chunk))
+        ):
+            shares[row.picture_id][row.palette][row.colour] = row.share
+        for row in connection.execute(
+            select(files.c.picture_id, files.c.relative_path, libraries.c.name, libraries.c.root)
+            .join(libraries, libraries.c.id == files.c.library_id)
+            .where(files.c.picture_id.in_(chunk), files.c.missing_since.is_(None))
+            .order_by(files.c.id)
+        ):
+            places[row.picture_id].append(row)
     hits = []
-    for picture_id, path in shown:
+    for picture_id in ids:
         row = rows[picture_id]
+        first, *others = places[picture_id]
         hits.append(
             Hit(
-                path=path,
+                path=shown_path(first.root, first.relative_path),
                 sha256=row.sha256,
                 size=row.size,
                 width=row.width,
@@ -281,7 +304,10 @@ def _hits(connection: Connection, shown: list[tuple[int, str]]) -> list[Hit]:
                 color_ryb_shares=shares[picture_id]["ryb"],
                 second_look=bool(row.second_look),
                 provenance=_provenance_json(row),
-                duplicates=[other for other in paths[picture_id] if other != path],
+                library=first.name,
+                relative_path=shown_relative(first.relative_path),
+                local_path=local_path(first.root, first.relative_path),
+                duplicates=[shown_path(other.root, other.relative_path) for other in others],
             )
         )
     return hits
@@ -293,7 +319,8 @@ def refusals(
     """The files whose content the server refused, with its reason, by path."""
     query = (
         select(
-            files.c.path,
+            libraries.c.root,
+            files.c.relative_path,
             pictures.c.sha256,
             pictures.c.error,
             pictures.c.labelled_at,
@@ -302,11 +329,49 @@ def refusals(
             provenances.c.settings,
         )
         .join(pictures, files.c.picture_id == pictures.c.id)
+        .join(libraries, libraries.c.id == files.c.library_id)
         .join(provenances, pictures.c.provenance_id == provenances.c.id)
-        .where(pictures.c.error.is_not(None))
-        .order_by(files.c.path)
+        .where(pictures.c.error.is_not(None), files.c.missing_since.is_(None))
+        .order_by(libraries.c.root, files.c.relative_path)
     )
     with catalogue.engine.connect() as connection:
         total = connection.execute(select(func.count()).select_from(query.subquery())).scalar_one()
         rows = connection.execute(query.limit(limit).offset(offset)).all()
-    return total, [Refusal(row.path, row.sha256, row.error, _provenance_json(row)) for row in rows]
+    return total, [
+        Refusal(
+            shown_path(row.root, row.relative_path), row.sha256, row.error, _provenance_json(row)
+        )
+        for row in rows
+    ]
+
+
+def missing_files(
+    catalogue: Catalogue, limit: int | None = None, offset: int = 0
+) -> tuple[int, list[MissingFile]]:
+    """The files a run over their library no longer found, by path."""
+    query = (
+        select(
+            libraries.c.name,
+            libraries.c.root,
+            files.c.relative_path,
+            files.c.missing_since,
+            pictures.c.sha256,
+        )
+        .join(pictures, files.c.picture_id == pictures.c.id)
+        .join(libraries, libraries.c.id == files.c.library_id)
+        .where(files.c.missing_since.is_not(None))
+        .order_by(libraries.c.root, files.c.relative_path)
+    )
+    with catalogue.engine.connect() as connection:
+        total = connection.execute(select(func.count()).select_from(query.subquery())).scalar_one()
+        rows = connection.execute(query.limit(limit).offset(offset)).all()
+    return total, [
+        MissingFile(
+            path=shown_path(row.root, row.relative_path),
+            library=row.name,
+            relative_path=shown_relative(row.relative_path),
+            sha256=row.sha256,
+            missing_since=as_utc(row.missing_since).isoformat(),
+        )
+        for row in rows
+    ]
