@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from tricolor.catalogue.commands import add_catalogue_commands
 from tricolor.client import PROTOCOLS, Classification, TricolorClient
 from tricolor.launcher import ServerOptions, serve
 from tricolor.settings import (
@@ -24,19 +25,15 @@ from tricolor.settings import (
     Ports,
     default_triton_url,
 )
+from tricolor.terminal import no_server_hint, swatch, warn_about_weights
 from tricolor.walk import find_images
-from tricolor.weights import random_weights_warning
 
-# `classify`'s exit codes (the README lists them): what the caller does next
+# `classify`'s exit codes (`tricolor classify --help` lists them): what the caller does next
 EXIT_USAGE = 2  # a path that does not exist, no image among the paths, a bad option
 EXIT_NO_SERVER = 3  # no ready server with `classify` where SERVER_ADDRESS_RULE looks
 EXIT_UNANSWERED = 4  # some images got no answer (the server went away or failed): run again
 EXIT_REFUSED = 5  # the server refused some images (bad input): their reasons are printed
 EXIT_INTERRUPTED = 130  # Ctrl-C; 1 is left to an unexpected failure (a bug: a traceback)
-
-
-def swatch(hex_code: str, name: str) -> Text:
-    return Text.assemble(("  ", f"on {hex_code.lower()}"), f" {hex_code} {name}")
 
 
 def render_table(results: list[Classification], console: Console) -> None:
@@ -71,21 +68,6 @@ def render_table(results: list[Classification], console: Console) -> None:
         )
         second = "  second look taken" if result.second_look else ""
         console.print(f"  latency {result.latency_ms:.1f} ms{second}\n")
-
-
-def warn_about_weights(weights: set[str]) -> None:
-    """On stderr, whatever the output format: `--json` on stdout stays parseable."""
-    for warning in sorted(filter(None, map(random_weights_warning, weights))):
-        Console(stderr=True).print(
-            Text(f"tricolor: WARNING: {warning}", style="bold yellow"), soft_wrap=True
-        )
-
-
-def no_server_hint(url: str, protocol: str) -> str:
-    return (
-        f"tricolor: no ready Triton with `classify` at {url} ({protocol}); start one with "
-        f"`make serve`. Where clients look: {SERVER_ADDRESS_RULE}"
-    )
 
 
 def command_classify(args: argparse.Namespace) -> int:
@@ -205,8 +187,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve_parser.add_argument("--log-verbose", type=int, default=0)
     serve_parser.set_defaults(handler=command_serve)
-
-    from tricolor.catalogue.commands import add_catalogue_commands  # noqa: PLC0415 (imports cli)
 
     add_catalogue_commands(commands)
     return parser

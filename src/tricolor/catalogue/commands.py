@@ -42,9 +42,9 @@ from tricolor.catalogue.store import (
     describe_url,
     open_catalogue,
 )
-from tricolor.cli import no_server_hint, swatch, warn_about_weights
 from tricolor.client import TricolorClient
 from tricolor.settings import catalogue_url, default_triton_url
+from tricolor.terminal import no_server_hint, swatch, warn_about_weights
 
 # `tricolor label`'s exit codes (CONTRACT.md): what the caller must do next
 EXIT_DONE = 0  # everything answered (or unchanged)
