@@ -29,7 +29,6 @@ from tricolor.catalogue.store import (
     CatalogueMissing,
     FileSeen,
     PictureRecord,
-    describe_url,
     open_catalogue,
     uploads_dir,
 )
@@ -286,7 +285,7 @@ def build_app(backend: Backend, examples: list[Path], store: CatalogueStore) -> 
                     )
                     run = gr.Button("Classify", variant="primary", elem_id="classify")
                     keep = gr.Checkbox(
-                        label=f"Add to catalogue ({describe_url(store.url)})",
+                        label=f"Add to catalogue ({views.catalogue_location(store.url)})",
                         value=False,
                         elem_id="add-to-catalogue",
                     )

@@ -6,6 +6,7 @@ import html
 from pathlib import Path
 
 from tricolor.catalogue.search import Hit, Page, Query
+from tricolor.catalogue.store import describe_url, sqlite_path
 from tricolor.client import Classification, ModelState, ModelTimes
 from tricolor.colours import RGB_PALETTE, RYB_PALETTE, Palette
 from tricolor.contract import COMPOSING_MODELS, MODEL_NAME
@@ -191,6 +192,17 @@ def colours_html(result: Classification) -> str:
 ANY = ""
 DOMINANT, AT_LEAST = "dominant colour", "contains at least"
 PALETTE_NAMES = {"RGB": RGB_PALETTE, "RYB": RYB_PALETTE}
+
+
+def catalogue_location(url: str) -> str:
+    """Where the catalogue lives, as its user knows it: a SQLite file as a path (the home folder
+    as `~`, so the default reads `~/.local/share/tricolor/catalogue.db`), another database as its
+    URL without the password."""
+    database = sqlite_path(url)
+    if database is None:
+        return describe_url(url)
+    home = Path.home()
+    return f"~/{database.relative_to(home)}" if database.is_relative_to(home) else str(database)
 
 
 def class_choices(counts: list[tuple[str, int]]) -> list[tuple[str, str]]:

@@ -46,7 +46,11 @@ CLIPPED_JS = """element => {
 
 
 def start_ui(
-    triton_url: str, log_name: str, temp_dir: Path, db_url: str | None = None
+    triton_url: str,
+    log_name: str,
+    temp_dir: Path,
+    db_url: str | None = None,
+    home: Path | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """The app as `make demo` runs it, on a free port; returns once it serves its page."""
     if not UI_PYTHON.exists():
@@ -55,6 +59,8 @@ def start_ui(
     ARTIFACTS.mkdir(exist_ok=True)
     db_url = db_url or f"sqlite:///{temp_dir / 'catalogue.db'}"
     env = {**os.environ, "GRADIO_TEMP_DIR": str(temp_dir), "TRICOLOR_DB": db_url}
+    if home is not None:
+        env["HOME"] = str(home)
     with (ARTIFACTS / log_name).open("wb") as log:
         process = subprocess.Popen(
             [str(UI_PYTHON), str(UI_APP), "--port", str(port), "--triton-url", triton_url],
@@ -78,14 +84,25 @@ def start_ui(
 
 
 @pytest.fixture(scope="module")
-def catalogue_db(server: TritonServer, tmp_path_factory: pytest.TempPathFactory) -> str:
+def ui_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The UI's home folder, its catalogue where a user's is: the page (and docs/ui.png) shows
+    `~/.local/share/tricolor/catalogue.db`, not a test run's temporary path."""
+    return tmp_path_factory.mktemp("home")
+
+
+@pytest.fixture(scope="module")
+def catalogue_db(
+    server: TritonServer, tmp_path_factory: pytest.TempPathFactory, ui_home: Path
+) -> str:
     """A catalogue labelled by `tricolor label` before the UI starts: solid colours, photos."""
     folder = tmp_path_factory.mktemp("collection")
     for name, colour in (("red.png", "#FF0000"), ("blue.png", "#0000FF")):
         (folder / name).write_bytes(encode(Image.new("RGB", (80, 60), colour), "PNG"))
     for name in ("coffee.png", "rocket.png"):
         (folder / name).write_bytes(photo_bytes()[name])
-    db_url = f"sqlite:///{tmp_path_factory.mktemp('catalogue') / 'catalogue.db'}"
+    database = ui_home / ".local" / "share" / "tricolor" / "catalogue.db"
+    database.parent.mkdir(parents=True)
+    db_url = f"sqlite:///{database}"
     done = subprocess.run(
         [
             sys.executable,
@@ -108,10 +125,13 @@ def catalogue_db(server: TritonServer, tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture(scope="module")
 def ui_url(
-    server: TritonServer, tmp_path_factory: pytest.TempPathFactory, catalogue_db: str
+    server: TritonServer,
+    tmp_path_factory: pytest.TempPathFactory,
+    catalogue_db: str,
+    ui_home: Path,
 ) -> Iterator[str]:
     process, url = start_ui(
-        server.grpc_url, "ui.log", tmp_path_factory.mktemp("gradio"), catalogue_db
+        server.grpc_url, "ui.log", tmp_path_factory.mktemp("gradio"), catalogue_db, ui_home
     )
     yield url
     stop_process(process)
@@ -327,6 +347,10 @@ def test_browser_upload_shows_labels_and_colours(
                 )
             else:
                 expect(page.locator("#status")).not_to_contain_text("mean nothing")
+            # where the catalogue is, as a user knows it (docs/ui.png shows it)
+            where = page.locator("#add-to-catalogue")
+            expect(where).to_contain_text("(~/.local/share/tricolor/catalogue.db)")
+            expect(where).not_to_contain_text("/tmp/")
             screenshot = page.screenshot(full_page=True)
 
             # add to catalogue: the same photo again, kept, then found in the Catalogue tab
