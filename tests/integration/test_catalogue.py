@@ -26,14 +26,8 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from tests.helpers import ARTIFACTS, encode, photo_bytes, scrape, start_server
 from tests.integration.postgres_server import fresh_database, postgres_server
 from tricolor.catalogue.migrations import alembic_config
-from tricolor.catalogue.store import (
-    files,
-    libraries,
-    metadata,
-    normalise_url,
-    open_catalogue,
-    pictures,
-)
+from tricolor.catalogue.schema import files, libraries, metadata, pictures
+from tricolor.catalogue.store import normalise_url, open_catalogue
 from tricolor.client import Classification, TricolorClient
 from tricolor.colours import RGB_PALETTE, RYB_PALETTE
 from tricolor.launcher import TritonServer

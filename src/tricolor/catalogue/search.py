@@ -15,20 +15,22 @@ from typing import Any
 from sqlalchemy import and_, exists, func, select
 from sqlalchemy.engine import Connection
 
+from tricolor.catalogue.schema import (
+    classes,
+    files,
+    libraries,
+    picture_colours,
+    picture_labels,
+    pictures,
+    provenances,
+)
 from tricolor.catalogue.store import (
     PALETTES,
     Answer,
     Catalogue,
     as_utc,
     chunks,
-    classes,
-    files,
-    libraries,
     local_path,
-    picture_colours,
-    picture_labels,
-    pictures,
-    provenances,
     shown_path,
     shown_relative,
 )

@@ -10,7 +10,8 @@ labelled once). A file a run over its library no longer finds is marked missing,
 deleted. Classes live in their own table; a picture references its top-k classes.
 
 SQLite (WAL mode) by default; PostgreSQL with a `postgresql://` URL, through the same code.
-The schema is made by the Alembic migrations in `migrations/`; `open_catalogue` applies them.
+The tables are defined in `schema.py`, made by the Alembic migrations in `migrations/`;
+`open_catalogue` applies them.
 """
 
 from __future__ import annotations
@@ -26,22 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Boolean,
-    Column,
-    DateTime,
-    Float,
-    ForeignKey,
-    Index,
-    Integer,
-    LargeBinary,
-    MetaData,
-    SmallInteger,
-    String,
     Table,
-    Text,
-    UniqueConstraint,
     create_engine,
     event,
     select,
@@ -51,6 +37,15 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 
+from tricolor.catalogue.schema import (
+    classes,
+    files,
+    libraries,
+    picture_colours,
+    picture_labels,
+    pictures,
+    provenances,
+)
 from tricolor.colours import RGB_PALETTE, RYB_PALETTE, Palette
 from tricolor.settings import catalogue_url, user_data_dir
 
@@ -61,101 +56,6 @@ DIALECTS = ("sqlite", "postgresql")
 # a transaction PostgreSQL aborted to break a deadlock (or a serialisation failure) is retried
 WRITE_ATTEMPTS = 5
 RETRIED_SQLSTATES = ("40P01", "40001")
-
-metadata = MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
-
-classes = Table(
-    "classes",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("class_index", Integer, nullable=False),  # the model's class id (labels.txt line)
-    Column("name", String(300), nullable=False),  # ImageNet has two "crane"s: not unique
-    UniqueConstraint("class_index", "name"),
-    Index(None, "name"),
-)
-
-provenances = Table(
-    "provenances",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("fingerprint", String(64), nullable=False, unique=True),
-    Column("models", JSON, nullable=False),  # {"classify": "1", "preprocess": "1", ...}
-    Column("weights", String(300), nullable=False),  # the WEIGHTS output
-    Column("settings", JSON, nullable=False),  # each model's config parameters and backend
-    Column("first_seen", DateTime(timezone=True), nullable=False),
-)
-
-pictures = Table(
-    "pictures",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("sha256", String(64), nullable=False, unique=True),
-    Column("size", BigInteger, nullable=False),
-    Column("width", Integer),  # upright (after EXIF orientation); NULL if the header is unreadable
-    Column("height", Integer),
-    Column("provenance_id", ForeignKey("provenances.id"), nullable=False),
-    Column("labelled_at", DateTime(timezone=True), nullable=False),
-    Column("error", Text),  # the server's reason when it refused the picture, else NULL
-    Column("top_class_id", ForeignKey("classes.id")),
-    Column("top_score", Float),
-    Column("color_rgb", String(7)),
-    Column("color_ryb", String(7)),
-    Column("second_look", Boolean),
-    Index(None, "top_class_id", "top_score"),
-    Index(None, "top_score"),
-    Index(None, "color_rgb", "top_score"),
-    Index(None, "color_ryb", "top_score"),
-    Index(None, "provenance_id"),
-)
-
-picture_labels = Table(
-    "picture_labels",
-    metadata,
-    Column("picture_id", ForeignKey("pictures.id", ondelete="CASCADE"), primary_key=True),
-    Column("rank", SmallInteger, primary_key=True),  # 0: the top-1
-    Column("class_id", ForeignKey("classes.id"), nullable=False),
-    Column("score", Float, nullable=False),
-)
-
-picture_colours = Table(
-    "picture_colours",
-    metadata,
-    Column("picture_id", ForeignKey("pictures.id", ondelete="CASCADE"), primary_key=True),
-    Column("palette", String(3), primary_key=True),  # "rgb" or "ryb"
-    Column("colour", SmallInteger, primary_key=True),  # index into the palette
-    Column("share", Float, nullable=False),  # only shares > 0 are stored
-    Index(None, "palette", "colour", "share"),
-)
-
-libraries = Table(
-    "libraries",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("name", Text, nullable=False, unique=True),  # --library NAME, or the root's path
-    Column("root", Text, nullable=False),  # where the last run found it (paths are shown there)
-)
-
-files = Table(
-    "files",
-    metadata,
-    Column("id", Integer, primary_key=True),
-    Column("library_id", ForeignKey("libraries.id"), nullable=False),
-    Column("relative_path", LargeBinary, nullable=False),  # the file system's bytes, "/"-joined
-    Column("picture_id", ForeignKey("pictures.id"), nullable=False),
-    Column("size", BigInteger, nullable=False),
-    Column("mtime_ns", BigInteger, nullable=False),  # with size: unchanged files skip hashing
-    Column("seen_at", DateTime(timezone=True), nullable=False),
-    Column("missing_since", DateTime(timezone=True)),  # NULL while the file is where it was
-    UniqueConstraint("library_id", "relative_path"),
-    Index(None, "picture_id"),
-)
 
 
 def shown_relative(relative: bytes) -> str:

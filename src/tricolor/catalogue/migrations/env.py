@@ -6,7 +6,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from tricolor.catalogue.store import metadata, normalise_url
+from tricolor.catalogue.schema import metadata
+from tricolor.catalogue.store import normalise_url
 from tricolor.settings import catalogue_url
 
 
