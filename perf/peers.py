@@ -7,6 +7,9 @@ minutes fall on both alike. tricolor's repeats are pooled over every configurati
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
+import subprocess
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -27,6 +30,18 @@ class Target:
     port: int
     build: Callable[[bytes], tuple[str, bytes, dict]]
     worker_cpus: list[list[int]]  # each worker's CPU affinity, as it ran
+
+
+def stop_group(process: subprocess.Popen, grace_s: float = 30) -> None:
+    """Stop a peer started with `start_new_session=True`: SIGTERM to its process group (the
+    frontend and its workers), SIGKILL after `grace_s`."""
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def alternate(

@@ -10,7 +10,6 @@ import base64
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import time
 import urllib.request
@@ -87,13 +86,7 @@ def litserve(configuration: PeerConfiguration, work: Path) -> Iterator[peers.Tar
             cpus = [sorted(os.sched_getaffinity(process.pid))]
             yield peers.Target(port, litserve_request(), cpus)
         finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            peers.stop_group(process)
 
 
 def compare(

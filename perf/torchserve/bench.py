@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import time
 import urllib.request
@@ -125,13 +124,7 @@ def torchserve(configuration: PeerConfiguration, store: Path, work: Path) -> Ite
             cpus = [sorted(os.sched_getaffinity(int(worker["pid"]))) for worker in workers]
             yield Running(configuration, inference, cpus)
         finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+            peers.stop_group(process)
 
 
 def compare(
