@@ -952,3 +952,82 @@ def test_ids_from_a_rolled_back_transaction_are_not_kept(db_url) -> None:
         catalogue.write([record(1, 7, "seven")])
     labels = {hit["sha256"][-1]: hit["labels"] for hit in search(db_url)}
     assert labels == {"1": ["seven"], "2": ["eight"]}
+
+
+def plan_of(connection, statement) -> str:
+    """The database's plan for `statement` (SQLite's EXPLAIN QUERY PLAN, PostgreSQL's EXPLAIN)
+    as text, one step a line."""
+    sql = str(statement.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
+    if connection.dialect.name == "sqlite":
+        return "\n".join(row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+    return "\n".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN {sql}"))
+
+
+def test_search_is_served_by_indexes_not_a_scan_of_files(db_url) -> None:
+    """The page's scores and count come from `pictures` through an index, each picture's file
+    through `ix_files_live`: no statement of a search reads `files` (or `pictures`) in full.
+    PostgreSQL is asked with sequential scans off: a plan that still scans has no index."""
+    from tricolor.catalogue.search import (  # noqa: PLC0415
+        Query,
+        _conditions,
+        count_statement,
+        scores_statement,
+        window_statement,
+    )
+    from tricolor.catalogue.store import Answer, FileSeen, PictureRecord, Provenance  # noqa: PLC0415
+
+    queries = {
+        "--label": Query(label="tench"),
+        "--rgb --min-share": Query(rgb="red", min_share=0.2),
+        "--label --ryb": Query(label="tench", ryb="#FE2712"),
+        "--offset": Query(offset=5000),
+    }
+    with open_catalogue(db_url) as catalogue, catalogue.engine.connect() as connection:
+        library = catalogue.library("few", "/few")
+        catalogue.write(
+            [
+                PictureRecord(
+                    f"{index:064x}",
+                    1,
+                    1,
+                    1,
+                    Provenance({"classify": "1"}, "random", {}),
+                    answer=Answer(
+                        ["tench"],
+                        [index / 8],
+                        [0],
+                        "#FF0000",
+                        "#FE2712",
+                        [1.0] + [0.0] * 11,
+                        [1.0] + [0.0] * 11,
+                        False,
+                    ),
+                    files=[FileSeen(library, f"{index}.png".encode(), 1, 1)],
+                )  # fmt: skip
+                for index in range(1, 4)
+            ]
+        )
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET enable_seqscan = off")
+        for name, query in queries.items():
+            conditions = _conditions(connection, query)
+            statements = {
+                "count": count_statement(conditions),
+                "scores": scores_statement(conditions, query.limit, query.offset),
+                "window": window_statement(conditions, 0.1, 0.2),
+            }
+            for part, statement in statements.items():
+                plan = plan_of(connection, statement)
+                # counting everything counts `pictures` (one row a picture), never `files`
+                tables = (
+                    "files|shown"
+                    if query == Query(offset=5000) and part == "count"
+                    else ("files|shown|pictures")
+                )
+                if connection.dialect.name == "sqlite":
+                    full = re.compile(rf"\s*SCAN ({tables})\b(?! USING)")
+                    assert not any(map(full.match, plan.splitlines())), f"{name} {part}: {plan}"
+                else:
+                    scans = re.findall(rf"Seq Scan on ({tables})\b", plan)
+                    assert not scans, f"{name} {part}: {plan}"
+                assert "ix_files_live" in plan, f"{name} {part}: {plan}"

@@ -45,6 +45,7 @@ from sqlalchemy import (
     create_engine,
     event,
     select,
+    text,
     tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -131,7 +132,7 @@ picture_colours = Table(
     Column("palette", String(3), primary_key=True),  # "rgb" or "ryb"
     Column("colour", SmallInteger, primary_key=True),  # index into the palette
     Column("share", Float, nullable=False),  # only shares > 0 are stored
-    Index(None, "palette", "colour", "share"),
+    Index(None, "palette", "colour", "share", "picture_id"),  # a share filter, index-only
 )
 
 libraries = Table(
@@ -155,6 +156,14 @@ files = Table(
     Column("missing_since", DateTime(timezone=True)),  # NULL while the file is where it was
     UniqueConstraint("library_id", "relative_path"),
     Index(None, "picture_id"),
+    # a picture's files that are not missing, first (lowest id) first: search reads only this
+    Index(
+        "ix_files_live",
+        "picture_id",
+        "id",
+        sqlite_where=text("missing_since IS NULL"),
+        postgresql_where=text("missing_since IS NULL"),
+    ),
 )
 
 
