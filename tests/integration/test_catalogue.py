@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from tests.helpers import ARTIFACTS, encode, photo_bytes, scrape, start_server
 from tests.integration.postgres_server import fresh_database, postgres_server
+from tricolor.catalogue import transfer
 from tricolor.catalogue.migrations import alembic_config
 from tricolor.catalogue.store import (
     files,
@@ -1031,3 +1032,71 @@ def test_search_is_served_by_indexes_not_a_scan_of_files(db_url) -> None:
                     scans = re.findall(rf"Seq Scan on ({tables})\b", plan)
                     assert not scans, f"{name} {part}: {plan}"
                 assert "ix_files_live" in plan, f"{name} {part}: {plan}"
+
+
+def catalogue_views(db_url: str) -> dict[str, object]:
+    """What a user sees of a catalogue: searches of every kind, refusals, missing files, and
+    every stored file row (raw bytes of the relative path included)."""
+    return {
+        "everything": search(db_url, "--limit", "100"),
+        "label": search(db_url, "--label", search(db_url)[0]["labels"][0]),
+        "share": search(db_url, "--rgb", "red", "--min-share", "0.2"),
+        "offset": search(db_url, "--offset", "2"),
+        "errors": search(db_url, "--errors"),
+        "missing": search(db_url, "--missing"),
+        "files": file_rows(db_url),
+    }
+
+
+def test_export_then_import_moves_a_sqlite_catalogue_into_postgresql(
+    catalogue_server, postgres, tmp_path, monkeypatch
+) -> None:
+    collection = make_collection(tmp_path / "photos")
+    odd = os.fsencode(collection.root) + b"/solid/caf\xe9.png"  # not UTF-8: kept as bytes
+    Path(os.fsdecode(odd)).write_bytes(solid("#00FF00"))
+    source = f"sqlite:///{tmp_path / 'state' / 'catalogue.db'}"
+    assert label(catalogue_server, source, collection.root).returncode == 5
+    (collection.root / "solid" / "blue.png").unlink()  # marked missing by the next run
+    assert label(catalogue_server, source, collection.root).returncode == 5
+    views = catalogue_views(source)
+    assert views["missing"] and views["errors"]
+    assert any(b"\xe9" in row[1] for row in views["files"])
+
+    exported = tmp_path / "catalogue.jsonl"
+    done = run_tricolor("export", "--db", source, "--output", str(exported))
+    assert done.returncode == 0, done.stderr
+    lines = exported.read_text(encoding="utf-8").splitlines()
+    with open_catalogue(source) as catalogue, catalogue.engine.connect() as connection:
+        assert len(lines) == connection.execute(select(func.count()).select_from(pictures)).scalar()
+    assert run_tricolor("export", "--db", source).stdout.splitlines() == lines  # stdout alike
+
+    with fresh_database(postgres) as target:
+        for _ in range(2):  # importing twice is importing once
+            done = run_tricolor("import", str(exported), "--db", target)
+            assert done.returncode == 0, done.stderr
+            assert catalogue_views(target) == views
+        assert "0 pictures" in done.stderr and f"({len(lines)} stored already" in done.stderr
+        again = tmp_path / "again.jsonl"
+        assert run_tricolor("export", "--db", target, "--output", str(again)).returncode == 0
+        # provenance (and when labelled, seen, missing) kept; pictures in the target's id order
+        assert sorted(again.read_text(encoding="utf-8").splitlines()) == sorted(lines)
+
+        # a bad line is named by its number, and nothing of the file is imported
+        fresh = json.loads(lines[0])
+        fresh["sha256"] = "f" * 64
+        broken = json.loads(lines[1])
+        del broken["answer"], broken["error"]
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text("\n".join([json.dumps(fresh), lines[1], json.dumps(broken)]) + "\n")
+        done = run_tricolor("import", str(bad), "--db", target)
+        assert done.returncode == 2, done.stderr
+        assert f"{bad}: line 3: " in done.stderr and "either an answer or an error" in done.stderr
+        assert catalogue_views(target) == views
+        monkeypatch.setattr(transfer, "BATCH", 1)  # line 1 would be written before line 3 is read
+        with open_catalogue(target) as catalogue, pytest.raises(transfer.BadLine, match="line 3"):
+            transfer.import_files(catalogue, [bad])
+        assert catalogue_views(target) == views
+        bad.write_text(lines[0] + "\n{not json\n")
+        done = run_tricolor("import", str(bad), "--db", target)
+        assert done.returncode == 2 and f"{bad}: line 2: not JSON" in done.stderr, done.stderr
+        assert catalogue_views(target) == views
