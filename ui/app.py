@@ -150,12 +150,14 @@ class CatalogueStore:
         catalogue = self.open()
         return label_counts(catalogue) if catalogue is not None else []
 
-    def search(self, query: Query) -> tuple[Page, int]:
-        """The page of matches, and how many pictures the catalogue holds."""
+    def search(self, query: Query) -> tuple[Page, int | None]:
+        """The page of matches, and (only where nothing matches, to say so) how many pictures
+        the catalogue holds: a Find with matches is one search."""
         catalogue = self.open()
         if catalogue is None:
             return Page(total=0, hits=[]), 0
-        return search(catalogue, query), search(catalogue, Query(limit=1)).total
+        page = search(catalogue, query)
+        return page, None if page.hits else search(catalogue, Query(limit=1)).total
 
     def add(self, path: str, backend: Backend) -> str:
         """Keep the image in the content-addressed folder beside the database (the `uploads`

@@ -254,7 +254,7 @@ def catalogue_caption(hit: Hit) -> str:
     )
 
 
-def catalogue_summary(page: Page, query: Query, held: int, hidden: int = 0) -> str:
+def catalogue_summary(page: Page, query: Query, held: int | None, hidden: int = 0) -> str:
     """ "N of M matches": N the pictures shown, M the matches less those `hidden` (files gone
     from the disk since the last `tricolor label`, which marks them missing)."""
     shown, total = len(page.hits) - hidden, page.total - hidden
@@ -265,8 +265,9 @@ def catalogue_summary(page: Page, query: Query, held: int, hidden: int = 0) -> s
     )
     if not shown:
         return (
-            f"**Nothing matches** {html.escape(query.describe())} "
-            f"(the catalogue holds {held} pictures){gone}."
+            f"**Nothing matches** {html.escape(query.describe())}"
+            + (f" (the catalogue holds {held} pictures)" if held is not None else "")
+            + f"{gone}."
         )
     return (
         f"**{shown} of {total} matches** for {html.escape(query.describe())}, "

@@ -25,6 +25,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from tests.helpers import ARTIFACTS, encode, photo_bytes, scrape, start_server
 from tests.integration.postgres_server import fresh_database, postgres_server
+from tricolor.catalogue import transfer
 from tricolor.catalogue.migrations import alembic_config
 from tricolor.catalogue.schema import files, libraries, metadata, pictures
 from tricolor.catalogue.store import normalise_url, open_catalogue
@@ -946,3 +947,150 @@ def test_ids_from_a_rolled_back_transaction_are_not_kept(db_url) -> None:
         catalogue.write([record(1, 7, "seven")])
     labels = {hit["sha256"][-1]: hit["labels"] for hit in search(db_url)}
     assert labels == {"1": ["seven"], "2": ["eight"]}
+
+
+def plan_of(connection, statement) -> str:
+    """The database's plan for `statement` (SQLite's EXPLAIN QUERY PLAN, PostgreSQL's EXPLAIN)
+    as text, one step a line."""
+    sql = str(statement.compile(dialect=connection.dialect, compile_kwargs={"literal_binds": True}))
+    if connection.dialect.name == "sqlite":
+        return "\n".join(row[-1] for row in connection.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+    return "\n".join(row[0] for row in connection.exec_driver_sql(f"EXPLAIN {sql}"))
+
+
+def test_search_is_served_by_indexes_not_a_scan_of_files(db_url) -> None:
+    """The page's scores and count come from `pictures` through an index, each picture's file
+    through `ix_files_live`: no statement of a search reads `files` (or `pictures`) in full.
+    PostgreSQL is asked with sequential scans off: a plan that still scans has no index."""
+    from tricolor.catalogue.search import (  # noqa: PLC0415
+        Query,
+        _conditions,
+        count_statement,
+        scores_statement,
+        window_statement,
+    )
+    from tricolor.catalogue.store import Answer, FileSeen, PictureRecord, Provenance  # noqa: PLC0415
+
+    queries = {
+        "--label": Query(label="tench"),
+        "--rgb --min-share": Query(rgb="red", min_share=0.2),
+        "--label --ryb": Query(label="tench", ryb="#FE2712"),
+        "--offset": Query(offset=5000),
+    }
+    with open_catalogue(db_url) as catalogue, catalogue.engine.connect() as connection:
+        library = catalogue.library("few", "/few")
+        catalogue.write(
+            [
+                PictureRecord(
+                    f"{index:064x}",
+                    1,
+                    1,
+                    1,
+                    Provenance({"classify": "1"}, "random", {}),
+                    answer=Answer(
+                        ["tench"],
+                        [index / 8],
+                        [0],
+                        "#FF0000",
+                        "#FE2712",
+                        [1.0] + [0.0] * 11,
+                        [1.0] + [0.0] * 11,
+                        False,
+                    ),
+                    files=[FileSeen(library, f"{index}.png".encode(), 1, 1)],
+                )  # fmt: skip
+                for index in range(1, 4)
+            ]
+        )
+        if connection.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET enable_seqscan = off")
+        for name, query in queries.items():
+            conditions = _conditions(connection, query)
+            statements = {
+                "count": count_statement(conditions),
+                "scores": scores_statement(conditions, query.limit, query.offset),
+                "window": window_statement(conditions, 0.1, 0.2),
+            }
+            for part, statement in statements.items():
+                plan = plan_of(connection, statement)
+                # counting everything counts `pictures` (one row a picture), never `files`
+                tables = (
+                    "files|shown"
+                    if query == Query(offset=5000) and part == "count"
+                    else ("files|shown|pictures")
+                )
+                if connection.dialect.name == "sqlite":
+                    full = re.compile(rf"\s*SCAN ({tables})\b(?! USING)")
+                    assert not any(map(full.match, plan.splitlines())), f"{name} {part}: {plan}"
+                else:
+                    scans = re.findall(rf"Seq Scan on ({tables})\b", plan)
+                    assert not scans, f"{name} {part}: {plan}"
+                assert "ix_files_live" in plan, f"{name} {part}: {plan}"
+
+
+def catalogue_views(db_url: str) -> dict[str, object]:
+    """What a user sees of a catalogue: searches of every kind, refusals, missing files, and
+    every stored file row (raw bytes of the relative path included)."""
+    return {
+        "everything": search(db_url, "--limit", "100"),
+        "label": search(db_url, "--label", search(db_url)[0]["labels"][0]),
+        "share": search(db_url, "--rgb", "red", "--min-share", "0.2"),
+        "offset": search(db_url, "--offset", "2"),
+        "errors": search(db_url, "--errors"),
+        "missing": search(db_url, "--missing"),
+        "files": file_rows(db_url),
+    }
+
+
+def test_export_then_import_moves_a_sqlite_catalogue_into_postgresql(
+    catalogue_server, postgres, tmp_path, monkeypatch
+) -> None:
+    collection = make_collection(tmp_path / "photos")
+    odd = os.fsencode(collection.root) + b"/solid/caf\xe9.png"  # not UTF-8: kept as bytes
+    Path(os.fsdecode(odd)).write_bytes(solid("#00FF00"))
+    source = f"sqlite:///{tmp_path / 'state' / 'catalogue.db'}"
+    assert label(catalogue_server, source, collection.root).returncode == 5
+    (collection.root / "solid" / "blue.png").unlink()  # marked missing by the next run
+    assert label(catalogue_server, source, collection.root).returncode == 5
+    views = catalogue_views(source)
+    assert views["missing"] and views["errors"]
+    assert any(b"\xe9" in row[1] for row in views["files"])
+
+    exported = tmp_path / "catalogue.jsonl"
+    done = run_tricolor("export", "--db", source, "--output", str(exported))
+    assert done.returncode == 0, done.stderr
+    lines = exported.read_text(encoding="utf-8").splitlines()
+    with open_catalogue(source) as catalogue, catalogue.engine.connect() as connection:
+        assert len(lines) == connection.execute(select(func.count()).select_from(pictures)).scalar()
+    assert run_tricolor("export", "--db", source).stdout.splitlines() == lines  # stdout alike
+
+    with fresh_database(postgres) as target:
+        for _ in range(2):  # importing twice is importing once
+            done = run_tricolor("import", str(exported), "--db", target)
+            assert done.returncode == 0, done.stderr
+            assert catalogue_views(target) == views
+        assert "0 pictures" in done.stderr and f"({len(lines)} stored already" in done.stderr
+        again = tmp_path / "again.jsonl"
+        assert run_tricolor("export", "--db", target, "--output", str(again)).returncode == 0
+        # provenance (and when labelled, seen, missing) kept; pictures in the target's id order
+        assert sorted(again.read_text(encoding="utf-8").splitlines()) == sorted(lines)
+
+        # a bad line is named by its number, and nothing of the file is imported
+        fresh = json.loads(lines[0])
+        fresh["sha256"] = "f" * 64
+        broken = json.loads(lines[1])
+        del broken["answer"], broken["error"]
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text("\n".join([json.dumps(fresh), lines[1], json.dumps(broken)]) + "\n")
+        done = run_tricolor("import", str(bad), "--db", target)
+        assert done.returncode == 2, done.stderr
+        assert f"{bad}: line 3: " in done.stderr and "either an answer or an error" in done.stderr
+        assert catalogue_views(target) == views
+        monkeypatch.setattr(transfer, "BATCH", 1)  # line 1 would be written before line 3 is read
+        with open_catalogue(target) as catalogue, pytest.raises(transfer.BadLine, match="line 3"):
+            transfer.import_files(catalogue, [bad])
+        assert catalogue_views(target) == views
+        bad.write_text(lines[0] + "\n{not json\n")
+        done = run_tricolor("import", str(bad), "--db", target)
+        assert done.returncode == 2 and f"{bad}: line 2: not JSON" in done.stderr, done.stderr
+        assert catalogue_views(target) == views

@@ -1,4 +1,4 @@
-"""`tricolor label` and `tricolor search`: the catalogue's side of the console script."""
+"""`tricolor label`, `search`, `export` and `import`: the catalogue's side of the console script."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import traceback
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -42,6 +43,7 @@ from tricolor.catalogue.store import (
     describe_url,
     open_catalogue,
 )
+from tricolor.catalogue.transfer import BadLine, export, import_files
 from tricolor.client import TricolorClient
 from tricolor.settings import catalogue_url, default_triton_url
 from tricolor.terminal import no_server_hint, swatch, warn_about_weights
@@ -267,8 +269,60 @@ def _print_missing(catalogue: Catalogue, args: argparse.Namespace) -> int:
     return 0
 
 
+def _open_for(args: argparse.Namespace, create: bool) -> Catalogue | int:
+    """The catalogue at --db, or the exit code of the message saying why it cannot open."""
+    try:
+        return open_catalogue(args.db, create=create)
+    except CatalogueMissing as exc:
+        return _error(str(exc))
+    except (ValueError, SQLAlchemyError) as exc:
+        return _error(
+            f"cannot open the catalogue {describe_url(args.db or catalogue_url())}: {exc}"
+        )
+
+
+def command_export(args: argparse.Namespace) -> int:
+    catalogue = _open_for(args, create=False)
+    if isinstance(catalogue, int):
+        return catalogue
+    with catalogue:
+        if args.output is None:
+            count = export(catalogue, sys.stdout)
+        else:
+            try:
+                with open(args.output, "w", encoding="utf-8") as out:
+                    count = export(catalogue, out)
+            except OSError as exc:
+                return _error(f"cannot write {args.output}: {exc.strerror}")
+    print(f"tricolor: exported {plural(count, 'picture')}", file=sys.stderr)
+    return EXIT_DONE
+
+
+def command_import(args: argparse.Namespace) -> int:
+    paths = [Path(name) for name in args.files]
+    for path in paths:
+        if not path.is_file():
+            return _error(f"{path}: no such file")
+    catalogue = _open_for(args, create=True)
+    if isinstance(catalogue, int):
+        return catalogue
+    with catalogue:
+        try:
+            done = import_files(catalogue, paths)
+        except BadLine as exc:
+            return _error(f"{exc}; nothing was imported")
+        except OSError as exc:
+            return _error(f"cannot read {exc.filename}: {exc.strerror}")
+    print(
+        f"tricolor: imported {plural(done.pictures, 'picture')} "
+        f"({done.kept} stored already, answers kept), {plural(done.files, 'file')}",
+        file=sys.stderr,
+    )
+    return EXIT_DONE
+
+
 def add_catalogue_commands(commands: Any) -> None:
-    """`label` and `search` on the console script's subcommands."""
+    """`label`, `search`, `export` and `import` on the console script's subcommands."""
     db_help = "catalogue database URL (default: TRICOLOR_DB, else a SQLite file)"
     label = commands.add_parser(
         "label",
@@ -331,3 +385,24 @@ def add_catalogue_commands(commands: Any) -> None:
     search_parser.add_argument("--db", help=db_help)
     search_parser.add_argument("--json", action="store_true", help="print one JSON array")
     search_parser.set_defaults(handler=command_search)
+
+    export_parser = commands.add_parser(
+        "export",
+        help="write the whole catalogue as JSON Lines (one picture a line)",
+        description="Each line: a picture's answer or refusal, its provenance and its files "
+        "(library, relative path as stored, missing or not). `tricolor import` reads it back.",
+    )
+    export_parser.add_argument("--db", help=db_help)
+    export_parser.add_argument("--output", metavar="FILE", help="write here (default: stdout)")
+    export_parser.set_defaults(handler=command_export)
+
+    import_parser = commands.add_parser(
+        "import",
+        help="load what `tricolor export` wrote into a catalogue",
+        description="Idempotent by SHA-256 (a picture stored already keeps its answer), "
+        "provenance kept, nothing sent to a server. Every line is checked first: a bad line is "
+        f"named with its number and nothing is imported (exit {EXIT_USAGE}).",
+    )
+    import_parser.add_argument("files", nargs="+", metavar="FILE", help="JSON Lines files")
+    import_parser.add_argument("--db", help=db_help)
+    import_parser.set_defaults(handler=command_import)

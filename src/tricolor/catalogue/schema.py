@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 
 metadata = MetaData(
@@ -93,7 +94,7 @@ picture_colours = Table(
     Column("palette", String(3), primary_key=True),  # "rgb" or "ryb"
     Column("colour", SmallInteger, primary_key=True),  # index into the palette
     Column("share", Float, nullable=False),  # only shares > 0 are stored
-    Index(None, "palette", "colour", "share"),
+    Index(None, "palette", "colour", "share", "picture_id"),  # a share filter, index-only
 )
 
 libraries = Table(
@@ -117,4 +118,12 @@ files = Table(
     Column("missing_since", DateTime(timezone=True)),  # NULL while the file is where it was
     UniqueConstraint("library_id", "relative_path"),
     Index(None, "picture_id"),
+    # a picture's files that are not missing, first (lowest id) first: search reads only this
+    Index(
+        "ix_files_live",
+        "picture_id",
+        "id",
+        sqlite_where=text("missing_since IS NULL"),
+        postgresql_where=text("missing_since IS NULL"),
+    ),
 )

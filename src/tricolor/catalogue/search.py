@@ -180,57 +180,97 @@ def _validate(query: Query) -> None:
         raise SearchError(f"--min-score must be in [0, 1], not {query.min_score}")
 
 
-def _first_files():
-    """Each picture's first file that is not missing (the lowest id): the path a hit is shown
-    under, with its library."""
-    first = (
-        select(files.c.picture_id, func.min(files.c.id).label("file_id"))
-        .where(files.c.missing_since.is_(None))
-        .group_by(files.c.picture_id)
-        .subquery("first")
-    )
-    return first, files.alias("shown")
+def _has_live_file() -> Any:
+    """The picture has a file that is not missing (answered by `ix_files_live` alone)."""
+    return exists().where(files.c.picture_id == pictures.c.id, files.c.missing_since.is_(None))
 
 
-def search(catalogue: Catalogue, query: Query) -> Page:
-    _validate(query)
-    colours = query.colours()
-    first, shown = _first_files()
-    with catalogue.engine.connect() as connection:
-        conditions = [pictures.c.error.is_(None)]
-        if query.label:
-            conditions.append(pictures.c.top_class_id.in_(_class_ids(connection, query.label)))
-        if query.min_score is not None:
-            conditions.append(pictures.c.top_score >= query.min_score)
-        for name, index in colours.items():
-            if query.min_share is None:
-                column = pictures.c.color_rgb if name == "rgb" else pictures.c.color_ryb
-                conditions.append(column == PALETTES[name].hex_codes[index])
-            else:
-                conditions.append(
-                    exists().where(
-                        picture_colours.c.picture_id == pictures.c.id,
+def _conditions(connection: Connection, query: Query) -> list[Any]:
+    """The filters, on `pictures` only: each is served by one of its indexes."""
+    conditions = [pictures.c.error.is_(None)]
+    if query.label:
+        conditions.append(pictures.c.top_class_id.in_(_class_ids(connection, query.label)))
+    if query.min_score is not None:
+        conditions.append(pictures.c.top_score >= query.min_score)
+    for name, index in query.colours().items():
+        if query.min_share is None:
+            column = pictures.c.color_rgb if name == "rgb" else pictures.c.color_ryb
+            conditions.append(column == PALETTES[name].hex_codes[index])
+        else:
+            conditions.append(
+                pictures.c.id.in_(
+                    select(picture_colours.c.picture_id).where(
                         picture_colours.c.palette == name,
                         picture_colours.c.colour == index,
                         picture_colours.c.share >= query.min_share - SHARE_TOLERANCE,
                     )
                 )
-        matching = (
-            select(pictures.c.id, libraries.c.root, shown.c.relative_path, pictures.c.top_score)
-            .join(first, first.c.picture_id == pictures.c.id)
-            .join(shown, shown.c.id == first.c.file_id)
-            .join(libraries, libraries.c.id == shown.c.library_id)
-            .where(and_(*conditions))
+            )
+    conditions.append(_has_live_file())
+    return conditions
+
+
+def count_statement(conditions: list[Any]) -> Any:
+    return select(func.count()).select_from(pictures).where(and_(*conditions))
+
+
+def scores_statement(conditions: list[Any], limit: int, offset: int) -> Any:
+    """The page's top-1 scores, in the order of the score index (ids break ties)."""
+    return (
+        select(pictures.c.top_score)
+        .where(and_(*conditions))
+        .order_by(pictures.c.top_score.desc(), pictures.c.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+
+
+def window_statement(conditions: list[Any], lowest: float, highest: float) -> Any:
+    """The pictures scored from `lowest` to `highest` (the page, and its ties on either end) in
+    the order search promises: top-1 score descending, then the path each is shown under (its
+    first file that is not missing)."""
+    first_file = (
+        select(func.min(files.c.id))
+        .where(files.c.picture_id == pictures.c.id, files.c.missing_since.is_(None))
+        .scalar_subquery()
+    )
+    shown = files.alias("shown")
+    return (
+        select(pictures.c.id)
+        .join(shown, shown.c.id == first_file)
+        .join(libraries, libraries.c.id == shown.c.library_id)
+        .where(and_(*conditions), pictures.c.top_score.between(lowest, highest))
+        .order_by(pictures.c.top_score.desc(), libraries.c.root, shown.c.relative_path)
+    )
+
+
+def search(catalogue: Catalogue, query: Query) -> Page:
+    """One page of matches. Its ids come from `pictures` alone, walked in the order of an index
+    on what is filtered and sorted; only the page's window (its scores, ties included) is
+    joined to its paths to order ties by path, so the cost follows the page, not the catalogue.
+    """
+    _validate(query)
+    with catalogue.engine.connect() as connection:
+        conditions = _conditions(connection, query)
+        total = connection.execute(count_statement(conditions)).scalar_one()
+        if total <= query.offset:
+            return Page(total=total, hits=[])
+        scores = (
+            connection.execute(scores_statement(conditions, query.limit, query.offset))
+            .scalars()
+            .all()
         )
-        total = connection.execute(
-            select(func.count()).select_from(matching.subquery())
-        ).scalar_one()
-        page = connection.execute(
-            matching.order_by(pictures.c.top_score.desc(), libraries.c.root, shown.c.relative_path)
-            .limit(query.limit)
-            .offset(query.offset)
-        ).all()
-        hits = _hits(connection, [row.id for row in page])
+        highest, lowest = scores[0], scores[-1]
+        above = (
+            connection.execute(
+                count_statement([*conditions, pictures.c.top_score > highest])
+            ).scalar_one()
+            if query.offset
+            else 0
+        )
+        window = connection.execute(window_statement(conditions, lowest, highest)).scalars().all()
+        start = query.offset - above
+        hits = _hits(connection, list(window[start : start + query.limit]))
     return Page(total=total, hits=hits)
 
 

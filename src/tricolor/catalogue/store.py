@@ -118,18 +118,22 @@ class Answer:
 @dataclass(frozen=True)
 class FileSeen:
     """A file as a run found it; `moved_from` is the stored relative path of the same library
-    it replaces (a moved or renamed file)."""
+    it replaces (a moved or renamed file). `seen_at` and `missing_since` are a run's own (now,
+    and not missing) except where `tricolor import` brings them from another catalogue."""
 
     library_id: int
     relative: bytes
     size: int
     mtime_ns: int
     moved_from: bytes | None = None
+    seen_at: datetime | None = None
+    missing_since: datetime | None = None
 
 
 @dataclass
 class PictureRecord:
-    """One picture to store: its answer, or `error` (the server's reason), and its files."""
+    """One picture to store: its answer, or `error` (the server's reason), and its files;
+    `labelled_at` is now, except for an answer `tricolor import` brings."""
 
     sha256: str
     size: int
@@ -139,6 +143,7 @@ class PictureRecord:
     answer: Answer | None = None
     error: str | None = None
     files: list[FileSeen] = field(default_factory=list)
+    labelled_at: datetime | None = None
 
 
 @dataclass
@@ -527,7 +532,7 @@ class Catalogue:
                     "provenance_id": self._provenance_id(
                         connection, record.provenance, provenance_ids
                     ),
-                    "labelled_at": stamp,
+                    "labelled_at": record.labelled_at or stamp,
                     "error": record.error,
                     "top_class_id": known_classes[top] if top else None,
                     "top_score": answer.scores[0] if answer else None,
@@ -598,8 +603,8 @@ class Catalogue:
                 "picture_id": picture_id,
                 "size": seen.size,
                 "mtime_ns": seen.mtime_ns,
-                "seen_at": stamp,
-                "missing_since": None,
+                "seen_at": seen.seen_at or stamp,
+                "missing_since": seen.missing_since,
             }
             for seen, picture_id in placed
         }
