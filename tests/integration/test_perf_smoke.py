@@ -168,7 +168,7 @@ def test_custom_metrics_move_by_exactly_the_requests(server: TritonServer, clien
 # reaches some of them only after tens of minutes (a broken import once dropped the peer)
 @pytest.mark.parametrize(
     "module",
-    ["ab", "analyzer", "compare", "inputs", "label_bench", "paired", "plots"]
+    ["ab", "analyzer", "catalogue_bench", "compare", "inputs", "label_bench", "paired", "plots"]
     + ["raw_limit", "report", "run"],
 )
 def test_perf_module_starts(module: str) -> None:
