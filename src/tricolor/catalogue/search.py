@@ -283,14 +283,40 @@ def _provenance_json(row: Any) -> dict[str, Any]:
     }
 
 
-def _hits(connection: Connection, ids: list[int]) -> list[Hit]:
-    """The hits for the pictures `ids`, in that order (looked up per chunk of ids)."""
-    rows: dict[int, Any] = {}
+def labels_and_shares(
+    connection: Connection, ids: list[int]
+) -> tuple[dict[int, list[Any]], dict[int, dict[str, list[float]]]]:
+    """The stored top-k rows (name, class_index, score; rank order) and the colour shares per
+    palette (zeros where none is stored) of the pictures `ids` (one chunk: bound parameters)."""
     labels: dict[int, list[Any]] = {picture_id: [] for picture_id in ids}
     shares = {
         picture_id: {name: [0.0] * len(palette.hex_codes) for name, palette in PALETTES.items()}
         for picture_id in ids
     }
+    for row in connection.execute(
+        select(
+            picture_labels.c.picture_id,
+            classes.c.name,
+            classes.c.class_index,
+            picture_labels.c.score,
+        )
+        .join(classes, classes.c.id == picture_labels.c.class_id)
+        .where(picture_labels.c.picture_id.in_(ids))
+        .order_by(picture_labels.c.picture_id, picture_labels.c.rank)
+    ):
+        labels[row.picture_id].append(row)
+    for row in connection.execute(
+        select(picture_colours).where(picture_colours.c.picture_id.in_(ids))
+    ):
+        shares[row.picture_id][row.palette][row.colour] = row.share
+    return labels, shares
+
+
+def _hits(connection: Connection, ids: list[int]) -> list[Hit]:
+    """The hits for the pictures `ids`, in that order (looked up per chunk of ids)."""
+    rows: dict[int, Any] = {}
+    labels: dict[int, list[Any]] = {}
+    shares: dict[int, dict[str, list[float]]] = {}
     places: dict[int, list[Any]] = {picture_id: [] for picture_id in ids}
     for chunk in chunks(ids):
         rows.update(
@@ -303,22 +329,9 @@ def _hits(connection: Connection, ids: list[int]) -> list[Hit]:
                 .where(pictures.c.id.in_(chunk))
             )
         )
-        for row in connection.execute(
-            select(
-                picture_labels.c.picture_id,
-                classes.c.name,
-                classes.c.class_index,
-                picture_labels.c.score,
-            )
-            .join(classes, classes.c.id == picture_labels.c.class_id)
-            .where(picture_labels.c.picture_id.in_(chunk))
-            .order_by(picture_labels.c.picture_id, picture_labels.c.rank)
-        ):
-            labels[row.picture_id].append(row)
-        for row in connection.execute(
-            select(picture_colours).where(picture_colours.c.picture_id.in_(chunk))
-        ):
-            shares[row.picture_id][row.palette][row.colour] = row.share
+        chunk_labels, chunk_shares = labels_and_shares(connection, chunk)
+        labels.update(chunk_labels)
+        shares.update(chunk_shares)
         for row in connection.execute(
             select(files.c.picture_id, files.c.relative_path, libraries.c.name, libraries.c.root)
             .join(libraries, libraries.c.id == files.c.library_id)

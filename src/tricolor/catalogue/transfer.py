@@ -25,14 +25,12 @@ from typing import IO, Any
 from sqlalchemy import select
 
 from tricolor.catalogue.schema import (
-    classes,
     files,
     libraries,
-    picture_colours,
-    picture_labels,
     pictures,
     provenances,
 )
+from tricolor.catalogue.search import labels_and_shares
 from tricolor.catalogue.store import (
     PALETTES,
     Answer,
@@ -94,24 +92,8 @@ def export_lines(catalogue: Catalogue) -> Iterator[str]:
                 return
             last_id = rows[-1].id
             ids = [row.id for row in rows]
-            labels: dict[int, list[Any]] = {picture_id: [] for picture_id in ids}
-            shares = {
-                picture_id: {name: [0.0] * len(p.hex_codes) for name, p in PALETTES.items()}
-                for picture_id in ids
-            }
+            labels, shares = labels_and_shares(connection, ids)
             placed: dict[int, list[dict[str, Any]]] = {picture_id: [] for picture_id in ids}
-            for label in connection.execute(
-                select(picture_labels.c.picture_id, classes.c.name, classes.c.class_index)
-                .add_columns(picture_labels.c.score)
-                .join(classes, classes.c.id == picture_labels.c.class_id)
-                .where(picture_labels.c.picture_id.in_(ids))
-                .order_by(picture_labels.c.picture_id, picture_labels.c.rank)
-            ):
-                labels[label.picture_id].append(label)
-            for colour in connection.execute(
-                select(picture_colours).where(picture_colours.c.picture_id.in_(ids))
-            ):
-                shares[colour.picture_id][colour.palette][colour.colour] = colour.share
             for file in connection.execute(
                 select(files, libraries.c.name, libraries.c.root)
                 .join(libraries, libraries.c.id == files.c.library_id)
