@@ -20,6 +20,7 @@ from tricolor.model_config import read_model_config
 from tricolor.settings import MODEL_REPOSITORY
 
 from .common import OUT_DIR, PERF_DIR
+from .quiet import QUIET
 from .repository import served_config
 from .summary import (
     Int8Report,
@@ -583,8 +584,7 @@ def full_report(summary: Summary, run_dir: Path) -> list[str]:
         f"- CPU: {machine.cpu}, {machine.cores} cores, {machine.memory} RAM, "
         f"kernel {machine.kernel}, Python {machine.python}",
         f"- load average (1/5/15 min) at start: {summary.load_start}, at end: "
-        f"{summary.load_end or '-'}. **Other engineers' test servers shared this machine**"
-        " whenever the load average is well above 0: every number below is a lower bound.",
+        f"{summary.load_end or '-'} (ours included). {quiet_line(summary)}",
         "- server: the embedded Triton 2.51 (`make serve`), CPU configs "
         "(`--model-config-name=cpu`),"
         f" overrides for the run: {', '.join(f'`{o}`' for o in summary.overrides) or 'none'}",
@@ -624,6 +624,20 @@ def with_new_peer(text: str, summary: Summary) -> str:
         raise SystemExit(f"{len(goal)} goal rows starting {PEER_GOAL!r}; expected one")
     lines[goal[0] : goal[0] + 1] = peer_goal(summary.peer, summary.peer_missing)
     return "\n".join(lines) + "\n"
+
+
+def quiet_line(summary: Summary) -> str:
+    """What perf.quiet saw: the report is only written for a run within its thresholds."""
+    loads = summary.all_machine_loads()
+    baseline = summary.quiet_baseline
+    assert baseline is not None  # main() refuses a run without one
+    return (
+        f"perf.quiet checked the machine: {baseline.busy_cores:.2f} cores busy before the run"
+        f" (<= {QUIET.idle_cores}), at most {max(load.foreign_cores for load in loads):.2f}"
+        f" cores used by other processes (<= {QUIET.foreign_cores}) and"
+        f" {100 * max(load.steal for load in loads):.1f} % steal (<= {100 * QUIET.steal:.0f} %)"
+        f" in any of its {len(loads)} measurements."
+    )
 
 
 def main() -> None:
