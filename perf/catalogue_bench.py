@@ -34,6 +34,7 @@ from sqlalchemy import insert, text
 
 from tricolor.catalogue.search import Query, search
 from tricolor.catalogue.store import (
+    Provenance,
     classes,
     files,
     libraries,
@@ -50,10 +51,15 @@ from .common import load_average
 CLASSES = 1000
 ROWS = 20_000  # rows per executemany
 DEEP_OFFSET = 5000
+SYNTHETIC = Provenance({"classify": "1"}, "synthetic", {})
 
 
-def synthetic_catalogue(url: str, count: int, seed: int = 0) -> None:
-    """Write `count` pictures (and their labels, shares, files) into the empty catalogue."""
+def synthetic_catalogue(
+    url: str, count: int, seed: int = 0, provenance: Provenance = SYNTHETIC
+) -> None:
+    """Write `count` pictures (and their labels, shares, files) into the empty catalogue, all
+    from `provenance` (a server's own, for a rescan that finds them current). Every file has
+    size 1 and mtime 1 ns, under library "bench"."""
     rng = random.Random(seed)
     stamp = datetime(2026, 12, 7, tzinfo=timezone.utc)
     with open_catalogue(url) as catalogue, catalogue.engine.begin() as connection:
@@ -62,10 +68,10 @@ def synthetic_catalogue(url: str, count: int, seed: int = 0) -> None:
         connection.execute(
             insert(provenances).values(
                 id=1,
-                fingerprint="0" * 64,
-                models={"classify": "1"},
-                weights="synthetic",
-                settings={},
+                fingerprint=provenance.fingerprint,
+                models=provenance.models,
+                weights=provenance.weights,
+                settings=provenance.settings,
                 first_seen=stamp,
             )
         )

@@ -51,6 +51,14 @@ UPLOADS_LIBRARY = "uploads"  # the library of pictures added from the UI
 KEPT_ANSWERS = 32  # the server's latest answers, by content, for "add to catalogue"
 
 
+def unanswered(result: Classification) -> gr.Error:
+    """The error a user sees for an image without an answer: refused (the image's fault, with
+    the server's reason) or not answered (the server's or the connection's)."""
+    if result.refused:
+        return gr.Error(f"The server refused this image: {result.error}", title="Refused")
+    return gr.Error(f"The server did not answer: {result.error}", title="Not answered")
+
+
 class Backend:
     """The UI's only way to Triton: one `TricolorClient`, built on first use."""
 
@@ -107,7 +115,7 @@ class Backend:
             return kept
         result = self.client.classify_one(data, sha256[:12])
         if result.error is not None:
-            raise gr.Error(f"The server refused this image: {result.error}", title="Refused")
+            raise unanswered(result)
         self._keep(sha256, result)
         return result
 
@@ -122,7 +130,7 @@ class Backend:
         if result.error is not None:
             if not self.client.is_ready():
                 raise gr.Error(self.unreachable(), title="Server down")
-            raise gr.Error(f"The server refused this image: {result.error}", title="Refused")
+            raise unanswered(result)
         self._keep(hashlib.sha256(data).hexdigest(), result)
         after = self.client.inference_statistics()
         return result, {name: after[name] - before[name] for name in after}
@@ -150,14 +158,14 @@ class CatalogueStore:
         catalogue = self.open()
         return label_counts(catalogue) if catalogue is not None else []
 
-    def search(self, query: Query) -> tuple[Page, int | None]:
+    def search(self, query: Query) -> tuple[Page, str | None]:
         """The page of matches, and (only where nothing matches, to say so) how many pictures
         the catalogue holds: a Find with matches is one search."""
         catalogue = self.open()
         if catalogue is None:
-            return Page(total=0, hits=[]), 0
+            return Page(total=0, hits=[]), "0"
         page = search(catalogue, query)
-        return page, None if page.hits else search(catalogue, Query(limit=1)).total
+        return page, None if page.hits else search(catalogue, Query(limit=1)).matches()
 
     def add(self, path: str, backend: Backend) -> str:
         """Keep the image in the content-addressed folder beside the database (the `uploads`

@@ -254,10 +254,11 @@ def catalogue_caption(hit: Hit) -> str:
     )
 
 
-def catalogue_summary(page: Page, query: Query, held: int | None, hidden: int = 0) -> str:
+def catalogue_summary(page: Page, query: Query, held: str | None, hidden: int = 0) -> str:
     """ "N of M matches": N the pictures shown, M the matches less those `hidden` (files gone
-    from the disk since the last `tricolor label`, which marks them missing)."""
-    shown, total = len(page.hits) - hidden, page.total - hidden
+    from the disk since the last `tricolor label`, which marks them missing); `held`, where
+    nothing matches, how many pictures the catalogue holds."""
+    shown, total = len(page.hits) - hidden, page.matches(hidden)
     gone = (
         f" ({hidden} not found on disk: `tricolor label` their folder again to mark them missing)"
         if hidden

@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -199,7 +200,7 @@ def command_search(args: argparse.Namespace) -> int:
         except SearchError as exc:
             return _error(str(exc))
         known = close_labels(catalogue, query.label) if query.label and not page.total else None
-    shown = f"{query.offset + 1}-{query.offset + len(page.hits)} of {page.total}"
+    shown = f"{query.offset + 1}-{query.offset + len(page.hits)} of {page.matches()}"
     if args.json:
         print(json.dumps([hit.to_json() for hit in page.hits], indent=2))
         if page.hits:
@@ -230,10 +231,10 @@ def command_search(args: argparse.Namespace) -> int:
             )
         Console(soft_wrap=True).print(table)
         after = query.offset + len(page.hits)
-        more = f"; --offset {after} for more" if after < page.total else ""
+        more = f"; --offset {after} for more" if page.has_more(after) else ""
         print(f"showing {shown} matches for {query.describe()}{more}")
     if not page.hits:
-        beyond = f" at offset {query.offset} (there are {page.total})" if page.total else ""
+        beyond = f" at offset {query.offset} (there are {page.matches()})" if page.total else ""
         print(f"tricolor: nothing matches {query.describe()}{beyond}", file=sys.stderr)
         if known is not None:  # no picture has this label: which ones there are
             close, held = known
@@ -246,26 +247,32 @@ def command_search(args: argparse.Namespace) -> int:
 def _print_refusals(catalogue: Catalogue, args: argparse.Namespace) -> int:
     """Every refused file (not only --limit: the list is what to fix)."""
     total, rows = refusals(catalogue, offset=args.offset)
-    if args.json:
-        print(json.dumps([row.to_json() for row in rows], indent=2))
-        return 0
-    console = Console(soft_wrap=True)
-    for row in rows:
-        console.print(Text.assemble((row.path, "bold red"), f": {row.error}"))
-    print(plural(total, "refused file") if total else "no refused files")
-    return 0
+    return _print_files(
+        rows, total, args.json, "refused file",
+        lambda row: Text.assemble((row.path, "bold red"), f": {row.error}"),
+    )  # fmt: skip
 
 
 def _print_missing(catalogue: Catalogue, args: argparse.Namespace) -> int:
     """Every file a run over its library no longer found."""
     total, rows = missing_files(catalogue, offset=args.offset)
-    if args.json:
+    return _print_files(
+        rows, total, args.json, "missing file",
+        lambda row: Text.assemble((row.path, "bold"), f": missing since {row.missing_since}"),
+    )  # fmt: skip
+
+
+def _print_files(
+    rows: list[Any], total: int, as_json: bool, noun: str, line: Callable[[Any], Text]
+) -> int:
+    """A listing of files (`--errors`, `--missing`): JSON, or a line each and their count."""
+    if as_json:
         print(json.dumps([row.to_json() for row in rows], indent=2))
         return 0
     console = Console(soft_wrap=True)
     for row in rows:
-        console.print(Text.assemble((row.path, "bold"), f": missing since {row.missing_since}"))
-    print(plural(total, "missing file") if total else "no missing files")
+        console.print(line(row))
+    print(plural(total, noun) if total else f"no {noun}s")
     return 0
 
 
@@ -349,7 +356,11 @@ def add_catalogue_commands(commands: Any) -> None:
     label.add_argument(
         "--shard", default="0/1", metavar="I/N", help="label only the I-th of N shares (0-based)"
     )
-    label.add_argument("--url", help="gRPC host:port (default: TRITON_URL or localhost)")
+    label.add_argument(
+        "--url",
+        help="the server's gRPC HOST:PORT (default: TRITON_URL, else localhost on GRPC_PORT, "
+        "8001 as `tricolor serve` binds it)",
+    )
     label.add_argument("--concurrency", type=int, default=4, help="requests in flight")
     label.add_argument("--batch-size", type=int, default=8, help="images per request")
     label.add_argument("--timeout", type=float, default=120.0, help="seconds per request")

@@ -36,6 +36,12 @@ from tricolor.catalogue.store import (
 )
 
 DEFAULT_LIMIT = 9
+# the total of matches is counted up to the next multiple of this past the page's end ("more
+# than 1,000 matches"): a count that follows the page, not the catalogue
+COUNT_STEP = 1000
+# a share filter matching fewer pictures than this is looked up first (the share index, then
+# each picture by id); a larger one is checked picture by picture along the page's order
+FEW_SHARES = 10_000
 # shares travel as float32: 0.7 arrives as 0.69999999; "at least 0.7" still holds for it
 SHARE_TOLERANCE = 1e-6
 
@@ -114,8 +120,17 @@ class Hit(Answer):
 
 @dataclass
 class Page:
-    total: int
+    total: int  # the matches, or where `capped`, the count it stopped at (there are more)
     hits: list[Hit]
+    capped: bool = False
+
+    def matches(self, hidden: int = 0) -> str:
+        """The total as shown: "1,234", or "more than 1,000" where the count stopped."""
+        return f"more than {self.total - hidden:,}" if self.capped else f"{self.total - hidden:,}"
+
+    def has_more(self, shown_to: int) -> bool:
+        """Are there matches after the first `shown_to`?"""
+        return self.capped or shown_to < self.total
 
 
 @dataclass
@@ -197,21 +212,34 @@ def _conditions(connection: Connection, query: Query) -> list[Any]:
             column = pictures.c.color_rgb if name == "rgb" else pictures.c.color_ryb
             conditions.append(column == PALETTES[name].hex_codes[index])
         else:
-            conditions.append(
-                pictures.c.id.in_(
-                    select(picture_colours.c.picture_id).where(
-                        picture_colours.c.palette == name,
-                        picture_colours.c.colour == index,
-                        picture_colours.c.share >= query.min_share - SHARE_TOLERANCE,
-                    )
-                )
-            )
+            conditions.append(_share_condition(connection, name, index, query.min_share))
     conditions.append(_has_live_file())
     return conditions
 
 
-def count_statement(conditions: list[Any]) -> Any:
-    return select(func.count()).select_from(pictures).where(and_(*conditions))
+def _share_condition(connection: Connection, palette: str, colour: int, min_share: float) -> Any:
+    """At least `min_share` of the pixels are `colour`. Few such pictures (under `FEW_SHARES`,
+    counted on the share index): their ids, from that index. Many: a probe of each picture
+    walked in the page's order (its primary key), which finds a page after a few probes where
+    an id list of a fifth of the catalogue would first be built whole."""
+    shares = picture_colours.c
+    matching = [
+        shares.palette == palette,
+        shares.colour == colour,
+        shares.share >= min_share - SHARE_TOLERANCE,
+    ]
+    few = select(shares.picture_id).where(*matching).limit(FEW_SHARES).subquery()
+    if connection.execute(select(func.count()).select_from(few)).scalar_one() < FEW_SHARES:
+        return pictures.c.id.in_(select(shares.picture_id).where(*matching))
+    return exists().where(shares.picture_id == pictures.c.id, *matching)
+
+
+def count_statement(conditions: list[Any], cap: int | None = None) -> Any:
+    """How many pictures match; with `cap`, at most `cap` + 1 (more than `cap` are not counted)."""
+    if cap is None:
+        return select(func.count()).select_from(pictures).where(and_(*conditions))
+    matching = select(pictures.c.id).where(and_(*conditions)).limit(cap + 1).subquery()
+    return select(func.count()).select_from(matching)
 
 
 def scores_statement(conditions: list[Any], limit: int, offset: int) -> Any:
@@ -247,12 +275,15 @@ def window_statement(conditions: list[Any], lowest: float, highest: float) -> An
 def search(catalogue: Catalogue, query: Query) -> Page:
     """One page of matches. Its ids come from `pictures` alone, walked in the order of an index
     on what is filtered and sorted; only the page's window (its scores, ties included) is
-    joined to its paths to order ties by path, so the cost follows the page, not the catalogue.
+    joined to its paths to order ties by path, and the total is counted up to `COUNT_STEP`
+    past the page, so the cost follows the page, not the catalogue.
     """
     _validate(query)
+    cap = (query.offset + query.limit) // COUNT_STEP * COUNT_STEP + COUNT_STEP
     with catalogue.engine.connect() as connection:
         conditions = _conditions(connection, query)
-        total = connection.execute(count_statement(conditions)).scalar_one()
+        counted = connection.execute(count_statement(conditions, cap)).scalar_one()
+        total, capped = min(counted, cap), counted > cap
         if total <= query.offset:
             return Page(total=total, hits=[])
         scores = (
@@ -271,7 +302,7 @@ def search(catalogue: Catalogue, query: Query) -> Page:
         window = connection.execute(window_statement(conditions, lowest, highest)).scalars().all()
         start = query.offset - above
         hits = _hits(connection, list(window[start : start + query.limit]))
-    return Page(total=total, hits=hits)
+    return Page(total=total, hits=hits, capped=capped)
 
 
 def _provenance_json(row: Any) -> dict[str, Any]:
