@@ -777,6 +777,21 @@ def test_two_hosts_label_one_collection_under_one_library_name(
     assert twice.returncode == 2 and "--library names one library" in twice.stderr
 
 
+def test_a_path_inside_a_folder_named_beside_it_is_labelled_once(
+    catalogue_server, tmp_path
+) -> None:
+    root = tmp_path / "photos"
+    (root / "trip").mkdir(parents=True)
+    (root / "red.png").write_bytes(solid("red"))
+    (root / "trip" / "blue.png").write_bytes(solid("blue"))
+    db_url = f"sqlite:///{tmp_path / 'catalogue.db'}"
+    done = label(catalogue_server, db_url, root, root / "red.png", root / "trip", root)
+    assert done.returncode == 0, done.stderr
+    expect_counts(done, images=2, labelled=2, duplicate=0)
+    with open_catalogue(db_url) as catalogue, catalogue.engine.connect() as connection:
+        assert connection.execute(select(libraries.c.name)).scalars().all() == [str(root.resolve())]
+
+
 def test_a_file_vanishing_or_unreadable_mid_run_is_recorded_and_skipped(
     catalogue_server, db_url, tmp_path
 ) -> None:

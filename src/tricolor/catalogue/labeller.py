@@ -181,6 +181,11 @@ class Hashed:
     sha256: str
     stored: StoredFile | None  # the row this path has in the store
 
+    @property
+    def same(self) -> bool:
+        """This path holds the content stored for it."""
+        return self.stored is not None and self.stored.sha256 == self.sha256
+
 
 @dataclass
 class Pending:
@@ -381,9 +386,16 @@ class Labeller:
             raise FileNotFoundError(f"no such file or folder: {', '.join(absent)}")
         if self.library_name is not None and len(named) != 1:
             raise ValueError("--library names one library: give it one folder")
-        chosen = []
+        folders = {path.resolve() for path in named if path.is_dir()}
+        chosen, taken = [], set()
         for path in named:
-            folder = path.resolve() if path.is_dir() else path.resolve().parent
+            resolved = path.resolve()
+            # a path inside another folder named here is walked with it: not a second time
+            # (each file its own duplicate) nor as a library of its own
+            if resolved in taken or any(folder in resolved.parents for folder in folders):
+                continue
+            taken.add(resolved)
+            folder = resolved if path.is_dir() else resolved.parent
             name = self.library_name or str(folder)
             library = Library(
                 self.catalogue.library(name, str(folder)), name, folder, path.is_dir()
@@ -538,7 +550,11 @@ class Labeller:
                 if self._stopping.is_set():
                     continue
                 in_flight = self._in_flight.among(item.sha256 for item in chunk)
-                stored = self.catalogue.stored_pictures(item.sha256 for item in chunk)
+                # a path whose content is the one stored there (most of a rescan) brought its
+                # picture's state with it: only other content is looked up by its hash
+                stored = self.catalogue.stored_pictures(
+                    item.sha256 for item in chunk if not item.same
+                )
                 batch: list[Pending] = []
                 touched: list[int] = []
                 for item in chunk:
@@ -572,16 +588,16 @@ class Labeller:
     ) -> Pending | None:
         """Touch, link or send one file; returns the picture to send, if it is to be sent."""
         assert self._provenance is not None
-        seen, sha256 = item.seen, item.sha256
-        same = item.stored is not None and item.stored.sha256 == sha256  # this path, this content
+        seen, sha256, same = item.seen, item.sha256, item.same
         if sha256 in in_flight:  # a copy of a picture on its way: no second request
             if same:  # its row is there already (touched)
                 self._count("duplicates")
             else:
                 self._records.put(Store(FilesRecord(sha256, [seen]), "duplicates"))
             return None
-        labelled = stored is not None and not stored.refused
-        current = labelled and stored.fingerprint == self._provenance.fingerprint
+        known = item.stored if same else stored
+        labelled = known is not None and not known.refused
+        current = labelled and known.fingerprint == self._provenance.fingerprint
         if not labelled or (self.stale and not current):
             try:
                 data = item.found.path.read_bytes()
@@ -593,7 +609,6 @@ class Labeller:
                 seen = FileSeen(seen.library_id, seen.relative, len(data), seen.mtime_ns)
             self._in_flight.add(sha256)
             return Pending(sha256, data, seen)
-        assert stored is not None
         if same:
             assert item.stored is not None
             outcome = "unchanged" if current else "kept_other_provenance"
@@ -601,6 +616,7 @@ class Labeller:
                 self._records.put(Store(FilesRecord(sha256, [seen]), None))
             self._count(outcome)
             return None
+        assert stored is not None
         library = item.found.library
         gone = [
             relative

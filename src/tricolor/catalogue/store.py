@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,7 @@ class Provenance:
     weights: str
     settings: dict[str, Any]
 
-    @property
+    @cached_property  # read per file by a rescan: hashed once
     def fingerprint(self) -> str:
         canonical = json.dumps(asdict(self), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
@@ -166,11 +167,15 @@ Record = PictureRecord | FilesRecord | Touch
 
 @dataclass(frozen=True)
 class StoredFile:
+    """A stored path, with its picture's hash and how that picture was answered."""
+
     id: int
     relative: bytes
     size: int
     mtime_ns: int
     sha256: str
+    fingerprint: str  # the picture's provenance
+    refused: bool
 
 
 @dataclass(frozen=True)
@@ -284,7 +289,8 @@ class Catalogue:
             ).scalar_one()
 
     def stored_files(self, library_id: int, relatives: Iterable[bytes]) -> dict[bytes, StoredFile]:
-        """The stored files among `relatives` of one library, with size, mtime and hash."""
+        """The stored files among `relatives` of one library, with size, mtime, hash and their
+        picture's provenance and refusal (all a rescan needs of an unchanged file)."""
         wanted = sorted(set(relatives))
         found: dict[bytes, StoredFile] = {}
         with self.engine.connect() as connection:
@@ -296,13 +302,14 @@ class Catalogue:
                         files.c.size,
                         files.c.mtime_ns,
                         pictures.c.sha256,
+                        provenances.c.fingerprint,
+                        pictures.c.error.is_not(None),
                     )
                     .join(pictures, files.c.picture_id == pictures.c.id)
+                    .join(provenances, pictures.c.provenance_id == provenances.c.id)
                     .where(files.c.library_id == library_id, files.c.relative_path.in_(chunk))
                 )
-                found.update(
-                    {row.relative_path: StoredFile(*row) for row in connection.execute(query)}
-                )
+                found.update({row[1]: StoredFile(*row) for row in connection.execute(query)})
         return found
 
     def stored_pictures(self, hashes: Iterable[str]) -> dict[str, StoredPicture]:
