@@ -114,7 +114,8 @@ def synthetic_catalogue(
                     ):
                         shares.append({"picture_id": picture_id, "palette": palette,
                                        "colour": colour, "share": share})  # fmt: skip
-                for copy in range(2 if rng.random() < 0.3 else 1):
+                copies = 2 if rng.random() < 0.3 else 1
+                for copy in range(copies):
                     file_id += 1
                     placed.append(
                         {
@@ -128,6 +129,9 @@ def synthetic_catalogue(
                             "missing_since": stamp if rng.random() < 0.02 else None,
                         }
                     )
+                rows[-1]["searchable"] = any(  # as the store's writer keeps it
+                    file["missing_since"] is None for file in placed[-copies:]
+                )
             for table, batch in ((pictures, rows), (picture_labels, labels),
                                  (picture_colours, shares), (files, placed)):  # fmt: skip
                 for offset in range(0, len(batch), ROWS):

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
@@ -630,6 +631,83 @@ def test_migrations_make_the_schema_the_store_uses(db_url) -> None:
             assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
 
 
+def test_the_searchable_flag_follows_refusals_missing_files_and_the_migration(db_url) -> None:
+    """`pictures.searchable` (what search lists) as the writer, `mark_missing` and migration
+    0004's backfill set it: answered with a live file, not refused, not only missing files."""
+    from alembic import command  # noqa: PLC0415
+
+    from tricolor.catalogue.migrations import upgrade  # noqa: PLC0415
+    from tricolor.catalogue.store import Answer, FileSeen, PictureRecord, Provenance  # noqa: PLC0415
+
+    provenance = Provenance({"classify": "1"}, "random", {})
+    answer = Answer(["tench"], [0.5], [0], "#FF0000", "#FE2712", [1.0] + [0.0] * 11,
+                    [1.0] + [0.0] * 11, False)  # fmt: skip
+    gone = datetime(2026, 1, 1, tzinfo=timezone.utc)
+
+    def flags(catalogue) -> dict[str, bool]:
+        with catalogue.engine.connect() as connection:
+            rows = connection.execute(select(pictures.c.sha256, pictures.c.searchable))
+            return {row.sha256[0]: bool(row.searchable) for row in rows}
+
+    with open_catalogue(db_url) as catalogue:
+        library = catalogue.library("lib", "/lib")
+        catalogue.write(
+            [
+                PictureRecord(
+                    "a" * 64,
+                    1,
+                    1,
+                    1,
+                    provenance,
+                    answer=answer,
+                    files=[FileSeen(library, b"a.png", 1, 1)],
+                ),
+                PictureRecord(
+                    "b" * 64,
+                    1,
+                    1,
+                    1,
+                    provenance,
+                    error="not an image",
+                    files=[FileSeen(library, b"b.png", 1, 1)],
+                ),
+                PictureRecord(
+                    "c" * 64,
+                    1,
+                    1,
+                    1,
+                    provenance,
+                    answer=answer,
+                    files=[FileSeen(library, b"c.png", 1, 1, missing_since=gone)],
+                ),
+                PictureRecord(
+                    "d" * 64,
+                    1,
+                    1,
+                    1,
+                    provenance,
+                    answer=answer,
+                    files=[FileSeen(library, b"d.png", 1, 1), FileSeen(library, b"d2.png", 1, 1)],
+                ),
+            ]  # fmt: skip
+        )
+        expected = {"a": True, "b": False, "c": False, "d": True}
+        assert flags(catalogue) == expected
+        marked = catalogue.mark_missing(library, now_plus_a_day(), lambda path: path != b"d2.png")
+        assert marked == 3 and flags(catalogue) == {**expected, "a": False}
+        config = alembic_config()
+        with catalogue.engine.begin() as connection:
+            connection.execute(pictures.update().values(searchable=True))
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0003")
+        upgrade(catalogue.engine)
+        assert flags(catalogue) == {**expected, "a": False}
+
+
+def now_plus_a_day() -> datetime:
+    return datetime.now(timezone.utc) + timedelta(days=1)
+
+
 def test_search_names_a_missing_catalogue(tmp_path) -> None:
     missing = tmp_path / "none.db"
     done = run_tricolor("search", "--db", f"sqlite:///{missing}")
@@ -983,9 +1061,10 @@ def plan_of(connection, statement) -> str:
 
 @pytest.mark.parametrize("shares", ["few", "many"])
 def test_search_is_served_by_indexes_not_a_scan_of_files(db_url, shares, monkeypatch) -> None:
-    """The page's scores come from `pictures` through an index, each picture's file through
-    `ix_files_live`: no statement of a search reads `files` in full, and only the count (capped:
-    it stops at `COUNT_STEP` past the page) may walk `pictures` itself. A share filter is
+    """The page's scores and the count come from an index led by `pictures.searchable` and
+    never read `files`; the page's paths come through `ix_files_live`: no statement of a search
+    reads `files` in full, and only the count (capped: it stops at `COUNT_STEP` past the page)
+    may walk `pictures` itself. A share filter is
     planned both ways (few matching shares: their ids; many: a probe per picture).
     PostgreSQL is asked with sequential scans off: a plan that still scans has no index."""
     from tricolor.catalogue import search as search_module  # noqa: PLC0415
@@ -1050,7 +1129,14 @@ def test_search_is_served_by_indexes_not_a_scan_of_files(db_url, shares, monkeyp
                 else:
                     scans = re.findall(rf"Seq Scan on ({tables})\b", plan)
                     assert not scans, f"{name} {part}: {plan}"
-                assert "ix_files_live" in plan, f"{name} {part}: {plan}"
+                led_by = "ix_picture_colours_" if query.min_share else "ix_pictures_searchable_"
+                assert led_by in plan or "ix_pictures_searchable_" in plan, f"{name} {part}: {plan}"
+                if part == "window":  # the page's paths: each picture's first live file
+                    assert "ix_files_live" in plan, f"{name} {part}: {plan}"
+                else:  # the count and the page's scores do not read `files` at all
+                    assert not re.search(r"(SEARCH|SCAN|on) files\b", plan), (
+                        f"{name} {part}: {plan}"
+                    )
 
 
 def catalogue_views(db_url: str) -> dict[str, object]:

@@ -12,7 +12,7 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import and_, exists, func, select, true
 from sqlalchemy.engine import Connection
 
 from tricolor.catalogue.schema import (
@@ -163,7 +163,7 @@ def label_counts(catalogue: Catalogue) -> list[tuple[str, int]]:
     query = (
         select(classes.c.name, count)
         .join(pictures, pictures.c.top_class_id == classes.c.id)
-        .where(exists().where(files.c.picture_id == pictures.c.id, files.c.missing_since.is_(None)))
+        .where(pictures.c.searchable == true())
         .group_by(classes.c.name)
         .order_by(count.desc(), classes.c.name)
     )
@@ -195,14 +195,9 @@ def _validate(query: Query) -> None:
         raise SearchError(f"--min-score must be in [0, 1], not {query.min_score}")
 
 
-def _has_live_file() -> Any:
-    """The picture has a file that is not missing (answered by `ix_files_live` alone)."""
-    return exists().where(files.c.picture_id == pictures.c.id, files.c.missing_since.is_(None))
-
-
 def _conditions(connection: Connection, query: Query) -> list[Any]:
-    """The filters, on `pictures` only: each is served by one of its indexes."""
-    conditions = [pictures.c.error.is_(None)]
+    """The filters, on `pictures` only: the first of them an index serves leads the plan."""
+    conditions = [pictures.c.searchable == true()]  # the leading column of every index used
     if query.label:
         conditions.append(pictures.c.top_class_id.in_(_class_ids(connection, query.label)))
     if query.min_score is not None:
@@ -210,10 +205,13 @@ def _conditions(connection: Connection, query: Query) -> list[Any]:
     for name, index in query.colours().items():
         if query.min_share is None:
             column = pictures.c.color_rgb if name == "rgb" else pictures.c.color_ryb
+            if query.label:  # the label's index leads (a class is rarer than a dominant
+                # colour); the colour is checked on its rows, never walked instead (SQLite,
+                # without statistics, preferred the colour's: 157 ms at 1,000,000 pictures)
+                column = func.coalesce(column, "")
             conditions.append(column == PALETTES[name].hex_codes[index])
         else:
             conditions.append(_share_condition(connection, name, index, query.min_share))
-    conditions.append(_has_live_file())
     return conditions
 
 

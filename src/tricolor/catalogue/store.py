@@ -29,8 +29,10 @@ from typing import Any
 
 from sqlalchemy import (
     Table,
+    and_,
     create_engine,
     event,
+    exists,
     select,
     tuple_,
 )
@@ -251,6 +253,22 @@ def chunks(items: Sequence[Any], size: int = CHUNK) -> Iterator[Sequence[Any]]:
         yield items[start : start + size]
 
 
+def searchable() -> Any:
+    """What `pictures.searchable` holds: answered (not refused), with a file not missing."""
+    return and_(
+        pictures.c.error.is_(None),
+        exists().where(files.c.picture_id == pictures.c.id, files.c.missing_since.is_(None)),
+    )
+
+
+def refresh_searchable(connection: Connection, picture_ids: Iterable[int]) -> None:
+    """Set `pictures.searchable` anew for these pictures (after their files or answer changed)."""
+    for chunk in chunks(sorted(picture_ids)):
+        connection.execute(
+            pictures.update().where(pictures.c.id.in_(chunk)).values(searchable=searchable())
+        )
+
+
 def _insert(connection: Connection, table: Table) -> Any:
     """The dialect's INSERT, which has ON CONFLICT (SQLite and PostgreSQL alike)."""
     dialect = postgresql if connection.dialect.name == "postgresql" else sqlite
@@ -358,7 +376,7 @@ class Catalogue:
         while True:
             with self.engine.begin() as connection:
                 rows = connection.execute(
-                    select(files.c.id, files.c.relative_path)
+                    select(files.c.id, files.c.relative_path, files.c.picture_id)
                     .where(
                         files.c.library_id == library_id,
                         files.c.missing_since.is_(None),
@@ -371,13 +389,15 @@ class Catalogue:
                 if not rows:
                     return marked
                 last_id = rows[-1].id
-                gone = [row.id for row in rows if mine(row.relative_path)]
+                gone = [row for row in rows if mine(row.relative_path)]
                 if gone:
                     connection.execute(
                         files.update()
-                        .where(files.c.id.in_(gone), files.c.missing_since.is_(None))
+                        .where(files.c.id.in_([row.id for row in gone]))
+                        .where(files.c.missing_since.is_(None))
                         .values(missing_since=stamp)
                     )
+                    refresh_searchable(connection, {row.picture_id for row in gone})
                 marked += len(gone)
 
     # ---- the one writer ----
@@ -426,16 +446,16 @@ class Catalogue:
         ids = self._picture_ids(connection, sorted({record.sha256 for record in placed}))
         stamp = now()
         unplaced = [record for record in placed if record.sha256 not in ids]
-        self._write_files(
-            connection,
-            [
-                (seen, ids[record.sha256])
-                for record in placed
-                if record.sha256 in ids
-                for seen in record.files
-            ],
-            stamp,
-        )
+        written = [
+            (seen, ids[record.sha256])
+            for record in placed
+            if record.sha256 in ids
+            for seen in record.files
+        ]
+        # the pictures whose searchability this transaction can change: those written, those
+        # whose paths get other content, those whose missing files are found again
+        changed = set(ids.values()) | self._pictures_at(connection, [seen for seen, _ in written])
+        self._write_files(connection, written, stamp)
         touched = sorted(
             file_id
             for record in records
@@ -443,12 +463,35 @@ class Catalogue:
             for file_id in record.file_ids
         )
         for chunk in chunks(touched):
+            changed.update(
+                connection.execute(
+                    select(files.c.picture_id).where(
+                        files.c.id.in_(chunk), files.c.missing_since.is_not(None)
+                    )
+                ).scalars()
+            )
             connection.execute(
                 files.update()
                 .where(files.c.id.in_(chunk))
                 .values(seen_at=stamp, missing_since=None)
             )
+        refresh_searchable(connection, changed)
         return unplaced
+
+    @staticmethod
+    def _pictures_at(connection: Connection, seen: list[FileSeen]) -> set[int]:
+        """The pictures stored at these paths now."""
+        paths = sorted({(file.library_id, file.relative) for file in seen})
+        found: set[int] = set()
+        for chunk in chunks(paths):
+            found.update(
+                connection.execute(
+                    select(files.c.picture_id).where(
+                        tuple_(files.c.library_id, files.c.relative_path).in_(chunk)
+                    )
+                ).scalars()
+            )
+        return found
 
     def _provenance_id(
         self, connection: Connection, provenance: Provenance, learnt: dict[str, int]
