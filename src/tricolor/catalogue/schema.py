@@ -77,6 +77,10 @@ pictures = Table(
     # its count walk one index range without a probe of `files` per picture
     Column("searchable", Boolean, nullable=False, server_default=false()),
     Index(None, "searchable", "top_class_id", "top_score"),
+    # a label with a dominant colour: its matches alone, in score order (not a class's every
+    # picture checked for the colour, nor every picture of that colour checked for the class)
+    Index(None, "searchable", "top_class_id", "color_rgb", "top_score"),
+    Index(None, "searchable", "top_class_id", "color_ryb", "top_score"),
     Index(None, "searchable", "top_score"),
     Index(None, "searchable", "color_rgb", "top_score"),
     Index(None, "searchable", "color_ryb", "top_score"),
