@@ -393,8 +393,10 @@ class Catalogue:
                 if gone:
                     connection.execute(
                         files.update()
-                        .where(files.c.id.in_([row.id for row in gone]))
-                        .where(files.c.missing_since.is_(None))
+                        .where(
+                            files.c.id.in_([row.id for row in gone]),
+                            files.c.missing_since.is_(None),
+                        )
                         .values(missing_since=stamp)
                     )
                     refresh_searchable(connection, {row.picture_id for row in gone})
